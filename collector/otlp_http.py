@@ -1,0 +1,151 @@
+"""OTLP/HTTP receiver: ``POST /v1/traces``, ``/v1/metrics`` and ``/v1/logs``.
+
+Protobuf or JSON bodies, optionally gzip; answers as the OTLP specification says, in the encoding
+of the request. A request is answered 200 only after its data is in the write-ahead log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from dataclasses import dataclass
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.rpc import code_pb2, status_pb2
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from collector import decode, otlp_json
+from collector.queue import DurableQueue, QueueFull
+from collector.telemetry import CollectorMetrics
+from collector.wal import WalClosed
+
+log = logging.getLogger(__name__)
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+_CONTENT_TYPES = {PROTOBUF: False, "application/protobuf": False, JSON: True}
+# Small protobuf bodies decode faster inline than the hop to a worker thread costs.
+_INLINE_DECODE_BYTES = 256 << 10
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    max_body_bytes: int = 16 << 20
+    retry_after_seconds: int = 1
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, code: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def _encode(message: Message, is_json: bool) -> tuple[bytes, str]:
+    if is_json:
+        if isinstance(message, status_pb2.Status):
+            return json_format.MessageToJson(message, indent=None).encode(), JSON
+        return otlp_json.response_json(message), JSON
+    return message.SerializeToString(), PROTOBUF
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _Reject(413, code_pb2.INVALID_ARGUMENT, f"request body of {declared} bytes exceeds the limit of {limit}")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _Reject(413, code_pb2.INVALID_ARGUMENT, f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    # Decompress at most limit+1 bytes, so a small bomb cannot expand into memory.
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise _Reject(400, code_pb2.INVALID_ARGUMENT, f"body is not valid gzip: {exc}") from exc
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise _Reject(413, code_pb2.INVALID_ARGUMENT, f"decompressed body exceeds the limit of {limit} bytes")
+    if not inflater.eof:
+        raise _Reject(400, code_pb2.INVALID_ARGUMENT, "body is not valid gzip: truncated stream")
+    return out
+
+
+def create_app(queues: dict[str, DurableQueue], metrics: CollectorMetrics, limits: HttpLimits) -> Starlette:
+    """The OTLP/HTTP application writing into ``queues`` (one per signal)."""
+
+    async def export(request: Request, signal: str) -> Response:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        is_json = _CONTENT_TYPES.get(content_type, False)
+        try:
+            if content_type not in _CONTENT_TYPES:
+                is_json = True  # the client cannot read protobuf it did not send: explain in JSON
+                raise _Reject(
+                    415, code_pb2.INVALID_ARGUMENT,
+                    f"unsupported content type {content_type or '(none)'!r}: use {PROTOBUF} or {JSON}",
+                )
+            body = await _read_body(request, limits.max_body_bytes)
+            encoding = request.headers.get("content-encoding", "identity").strip().lower()
+            if encoding in ("gzip", "x-gzip"):
+                body = _gunzip(body, limits.max_body_bytes)
+            elif encoding not in ("identity", ""):
+                raise _Reject(415, code_pb2.INVALID_ARGUMENT, f"unsupported content encoding {encoding!r}: use gzip")
+            decoded = await _decode(signal, body, is_json)
+            metrics.received.labels(signal).inc(decoded.items + decoded.rejected)
+            if decoded.rejected:
+                metrics.rejected.labels(signal, "invalid").inc(decoded.rejected)
+            if decoded.items:
+                await _enqueue(queues[signal], decoded, signal)
+                metrics.accepted.labels(signal).inc(decoded.items)
+            reply = decode.response(signal, decoded.rejected, decoded.message)
+            content, media = _encode(reply, is_json)
+            metrics.requests.labels(signal, "http", "200").inc()
+            return Response(content, 200, media_type=media)
+        except _Reject as reject:
+            metrics.requests.labels(signal, "http", str(reject.status)).inc()
+            log.info("export rejected", extra={"signal": signal, "status": reject.status, "reason": reject.message})
+            content, media = _encode(status_pb2.Status(code=reject.code, message=reject.message), is_json)
+            return Response(content, reject.status, headers=reject.headers, media_type=media)
+
+    async def _decode(signal: str, body: bytes, is_json: bool) -> decode.Decoded:
+        def work() -> decode.Decoded:
+            request = decode.parse(signal, body, is_json)
+            return decode.check(signal, request, None if is_json else body)
+
+        try:
+            if is_json or len(body) > _INLINE_DECODE_BYTES:
+                return await run_in_threadpool(work)
+            return work()
+        except decode.BadRequest as exc:
+            raise _Reject(400, code_pb2.INVALID_ARGUMENT, str(exc)) from exc
+
+    async def _enqueue(queue: DurableQueue, decoded: decode.Decoded, signal: str) -> None:
+        retry = {"Retry-After": str(limits.retry_after_seconds)}
+        try:
+            future = queue.submit(decoded.payload, decoded.items)
+            await asyncio.wrap_future(future)
+        except QueueFull as exc:
+            metrics.rejected.labels(signal, "queue_full").inc(decoded.items)
+            raise _Reject(429, code_pb2.RESOURCE_EXHAUSTED, f"{exc}; retry later", retry) from exc
+        except (WalClosed, OSError) as exc:
+            metrics.rejected.labels(signal, "unavailable").inc(decoded.items)
+            raise _Reject(503, code_pb2.UNAVAILABLE, f"cannot store data durably: {exc}", retry) from exc
+
+    def route(signal: str) -> Route:
+        async def endpoint(request: Request) -> Response:
+            return await export(request, signal)
+
+        return Route(f"/v1/{signal}", endpoint, methods=["POST"])
+
+    return Starlette(routes=[route(signal) for signal in decode.SIGNALS])

@@ -1,0 +1,225 @@
+"""The durable queue of one signal: write-ahead log in front, a flusher thread into the store behind.
+
+An export is acknowledged once its record is in the log. The flusher moves records to ClickHouse in
+large batches and then checkpoints. Before each batch it records the batch's exact range in the
+checkpoint, so that after a crash the same range is written again with the same deduplication token
+and the store keeps one copy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from collector.telemetry import CollectorMetrics
+from collector.wal import Record, WriteAheadLog
+
+log = logging.getLogger(__name__)
+
+
+class BatchWriter(Protocol):
+    def write(self, signal: str, messages: list[bytes], token: str) -> None: ...
+
+
+class QueueFull(RuntimeError):
+    """The backlog of acknowledged but unflushed data is at its limit; the client should retry later."""
+
+
+@dataclass(frozen=True)
+class QueueLimits:
+    max_batch_rows: int = 50_000
+    max_batch_delay: float = 1.0
+    max_batch_bytes: int = 64 << 20
+    max_queue_bytes: int = 512 << 20
+    segment_bytes: int = 64 << 20
+
+
+@dataclass
+class Checkpoint:
+    """``flushed``: every record before it is in the store. ``pending``: the batch being written."""
+
+    flushed: int = 0
+    pending: tuple[int, int] | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> Checkpoint:
+        if not path.exists():
+            return cls()
+        data = json.loads(path.read_text())
+        pending = data.get("pending")
+        return cls(int(data["flushed"]), tuple(pending) if pending else None)  # type: ignore[arg-type]
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump({"flushed": self.flushed, "pending": list(self.pending) if self.pending else None}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class DurableQueue:
+    """Write-ahead log plus flusher for one signal."""
+
+    def __init__(
+        self,
+        signal: str,
+        directory: Path,
+        writer: BatchWriter,
+        metrics: CollectorMetrics,
+        limits: QueueLimits = QueueLimits(),
+    ) -> None:
+        self.signal = signal
+        self.directory = directory
+        self.writer = writer
+        self.metrics = metrics
+        self.limits = limits
+        directory.mkdir(parents=True, exist_ok=True)
+        self._checkpoint_path = directory / "checkpoint.json"
+        self._incarnation = self._load_incarnation()
+        self.wal = WriteAheadLog(directory / "segments", segment_bytes=limits.segment_bytes)
+        self.checkpoint = Checkpoint.load(self._checkpoint_path)
+        self._lock = threading.Lock()
+        self.pending_rows = 0
+        self.pending_bytes = 0
+        self._reserved = 0
+        self._count_backlog()
+        self._stop = threading.Event()
+        self._abort = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"flush-{signal}", daemon=True)
+        self.healthy = True
+        metrics.queue_rows.labels(signal).set_function(lambda: self.pending_rows)
+        metrics.queue_bytes.labels(signal).set_function(lambda: self.pending_bytes)
+        metrics.wal_bytes.labels(signal).set_function(self._wal_size)
+
+    def _load_incarnation(self) -> str:
+        # Sequence numbers restart when a log directory is recreated; the store remembers old tokens,
+        # so tokens also carry an id of this log's lifetime.
+        path = self.directory / "incarnation"
+        if not path.exists():
+            path.write_text(uuid.uuid4().hex)
+        return path.read_text().strip()
+
+    def _count_backlog(self) -> None:
+        cursor = self.wal.cursor(self.checkpoint.flushed)
+        while batch := cursor.read(1 << 30, 256 << 20):
+            self.pending_rows += sum(r.rows for r in batch)
+            self.pending_bytes += sum(len(r.payload) for r in batch)
+
+    def _wal_size(self) -> int:
+        return sum(path.stat().st_size for _, path in self.wal.segments() if path.exists())
+
+    def start(self) -> None:
+        self._thread.start()
+
+    # -- producer side ---------------------------------------------------------------------
+
+    def submit(self, payload: bytes, rows: int) -> Future[int]:
+        """Queue a request for the log; raises QueueFull when the backlog is at its limit."""
+        size = len(payload)
+        with self._lock:
+            if self.pending_bytes + self._reserved + size > self.limits.max_queue_bytes:
+                raise QueueFull(f"{self.signal} queue holds {self.pending_bytes} bytes not yet stored")
+            self._reserved += size
+        future = self.wal.submit(payload, rows)
+
+        def account(done: Future[int]) -> None:
+            with self._lock:
+                self._reserved -= size
+                if done.exception() is None:
+                    self.pending_rows += rows
+                    self.pending_bytes += size
+
+        future.add_done_callback(account)
+        return future
+
+    # -- flusher side ------------------------------------------------------------------------
+
+    def _token(self, first: int, last: int) -> str:
+        return f"{self._incarnation}:{self.signal}:{first}-{last}"
+
+    def _run(self) -> None:
+        if self.checkpoint.pending:
+            first, last = self.checkpoint.pending
+            replay = self.wal.cursor(first).read(1 << 62, 1 << 62)
+            self._flush([r for r in replay if r.seq <= last])
+        cursor = self.wal.cursor(self.checkpoint.flushed)
+        batch: list[Record] = []
+        rows = size = 0
+        deadline = 0.0
+        while True:
+            stopping = self._stop.is_set()
+            got = cursor.read(max(1, self.limits.max_batch_rows - rows), max(1, self.limits.max_batch_bytes - size))
+            if got:
+                if not batch:
+                    deadline = time.monotonic() + self.limits.max_batch_delay
+                batch += got
+                rows += sum(r.rows for r in got)
+                size += sum(len(r.payload) for r in got)
+            full = rows >= self.limits.max_batch_rows or size >= self.limits.max_batch_bytes
+            if batch and (full or stopping or time.monotonic() >= deadline):
+                if not self._flush(batch):
+                    return
+                batch, rows, size = [], 0, 0
+                continue
+            if stopping and not got:
+                return
+            wait = deadline - time.monotonic() if batch else 0.5
+            self.wal.wait_for(cursor.next_seq, max(0.005, min(wait, 0.5)))
+
+    def _flush(self, batch: list[Record]) -> bool:
+        """Write ``batch`` into the store, retrying until it succeeds or the queue stops."""
+        if not batch:
+            return True
+        first, last = batch[0].seq, batch[-1].seq
+        self.checkpoint = Checkpoint(self.checkpoint.flushed, (first, last))
+        self.checkpoint.save(self._checkpoint_path)
+        delay = 0.1
+        while True:
+            started = time.monotonic()
+            try:
+                self.writer.write(self.signal, [r.payload for r in batch], self._token(first, last))
+                break
+            except Exception as exc:  # the store is down or refused: keep the batch, retry
+                self.healthy = False
+                self.metrics.flush_errors.labels(self.signal).inc()
+                log.error("flush failed, will retry", extra={"signal": self.signal, "error": str(exc)[:500]})
+                if self._abort.wait(delay):
+                    return False
+                delay = min(delay * 2, 5.0)
+        self.healthy = True
+        rows = sum(r.rows for r in batch)
+        self.metrics.flush_seconds.labels(self.signal).observe(time.monotonic() - started)
+        self.metrics.flush_rows.labels(self.signal).inc(rows)
+        self.checkpoint = Checkpoint(last + 1, None)
+        self.checkpoint.save(self._checkpoint_path)
+        with self._lock:
+            self.pending_rows -= rows
+            self.pending_bytes -= sum(len(r.payload) for r in batch)
+        self.wal.drop_before(last + 1)
+        return True
+
+    def stop(self, drain_timeout: float = 10.0) -> None:
+        """Stop accepting, flush what is queued for up to ``drain_timeout`` seconds, then stop.
+
+        Whatever is not flushed by then stays in the log and is written at the next start.
+        """
+        self.wal.close()
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(drain_timeout)
+            self._abort.set()
+            self._thread.join()

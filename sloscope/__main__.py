@@ -1,0 +1,5 @@
+import sys
+
+from sloscope.cli import main
+
+sys.exit(main())

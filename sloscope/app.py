@@ -1,0 +1,144 @@
+"""Wiring: the store, the durable queues, the OTLP receiver and the API in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from collector import otlp_http
+from collector.decode import SIGNALS
+from collector.queue import DurableQueue, QueueLimits
+from collector.telemetry import CollectorMetrics
+from sloscope.settings import Settings
+from store import migrations, open_backend
+from store.otlp_writer import OtlpWriter
+from store.sql import queries
+from ui import api
+
+log = logging.getLogger("sloscope")
+
+
+class _Server(uvicorn.Server):
+    # Several servers share one loop; signals are handled once, by SloscopeServer.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class SloscopeServer:
+    """Everything ``sloscope serve`` runs, started and stopped in order."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = CollectorRegistry()
+        self.metrics = CollectorMetrics.create(self.registry)
+        self.backend = open_backend(settings.data_dir, settings.clickhouse_url)
+        try:
+            applied = migrations.migrate(self.backend)
+            migrations.ensure_retention(self.backend, settings.retention_days)
+        except Exception:
+            self.backend.close()
+            raise
+        if applied:
+            log.info("schema migrated", extra={"versions": applied})
+        writer = OtlpWriter(self.backend, settings.correlation_keys)
+        limits = QueueLimits(
+            max_batch_rows=settings.batch_rows,
+            max_batch_delay=settings.batch_delay,
+            max_queue_bytes=settings.max_queue_bytes,
+        )
+        wal_root = settings.data_dir / "wal"
+        self.queues = {s: DurableQueue(s, wal_root / s, writer, self.metrics, limits) for s in SIGNALS}
+        self._servers: list[_Server] = []
+        self._demo = None
+
+    def readiness(self) -> list[str]:
+        """Reasons the server is not ready to serve; empty when it is."""
+        problems = []
+        try:
+            self.backend.query_arrow(queries.PING)
+            pending = migrations.pending(self.backend)
+            if pending:
+                problems.append(f"migrations not applied: {pending}")
+        except Exception as exc:
+            problems.append(f"store unreachable: {str(exc)[:300]}")
+        problems += [f"{name} flusher cannot write to the store" for name, q in self.queues.items() if not q.healthy]
+        return problems
+
+    def _uvicorn(self, app: object, port: int) -> _Server:
+        config = uvicorn.Config(
+            app, host=self.settings.host, port=port, log_config=None, access_log=False, lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
+        return _Server(config)
+
+    async def serve(self) -> None:
+        """Run until SIGINT or SIGTERM, then drain the queues and close the store."""
+        for queue in self.queues.values():
+            queue.start()
+        otlp_app = otlp_http.create_app(
+            self.queues, self.metrics, otlp_http.HttpLimits(max_body_bytes=self.settings.max_body_bytes)
+        )
+        api_app = api.create_app(self.backend, self.registry, self.readiness)
+        self._servers = [
+            self._uvicorn(otlp_app, self.settings.otlp_http_port),
+            self._uvicorn(api_app, self.settings.api_port),
+        ]
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop)
+        tasks = [asyncio.create_task(server.serve()) for server in self._servers]
+        while not all(server.started for server in self._servers):
+            if any(task.done() for task in tasks):  # a port was taken: uvicorn logged why
+                self.request_stop()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise SystemExit(1)
+            await asyncio.sleep(0.02)
+        self._announce()
+        if self.settings.demo:
+            self._start_demo()
+        await asyncio.gather(*tasks)
+
+    def _announce(self) -> None:
+        host = self.settings.host
+        print(
+            f"sloscope is up: API and UI at http://{host}:{self.settings.api_port}/  "
+            f"OTLP/HTTP at http://{host}:{self.settings.otlp_http_port}  store: {self.settings.store_label}",
+            flush=True,
+        )
+
+    def _start_demo(self) -> None:
+        from sloscope.demo import Demo, DemoConfig
+
+        endpoint = f"http://{self.settings.host}:{self.settings.otlp_http_port}"
+        self._demo = Demo(DemoConfig(endpoint=endpoint, rate=self.settings.demo_rate))
+        self._demo.start()
+        log.info("demo traffic started", extra={"endpoint": endpoint, "rate": self.settings.demo_rate})
+
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown (idempotent)."""
+        for server in self._servers:
+            server.should_exit = True
+
+    def close(self) -> None:
+        """Stop the demo, drain the queues into the store, close the store."""
+        if self._demo is not None:
+            self._demo.stop()
+        for queue in self.queues.values():
+            queue.stop()
+        self.backend.close()
+
+
+def run(settings: Settings) -> None:
+    """``sloscope serve``: start everything and block until stopped."""
+    server = SloscopeServer(settings)
+    try:
+        asyncio.run(server.serve())
+    finally:
+        server.close()

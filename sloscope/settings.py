@@ -1,0 +1,94 @@
+"""Settings from command-line flags, then ``SLOSCOPE_*`` environment variables, then defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+DEFAULT_CORRELATION_KEYS = (
+    "correlation.id",
+    "correlation_id",
+    "x-correlation-id",
+    "http.request.header.x-correlation-id",
+)
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".sloscope-data")
+    clickhouse_url: str = ""
+    host: str = "127.0.0.1"
+    otlp_http_port: int = 4318
+    api_port: int = 8080
+    retention_days: int = 7
+    correlation_keys: tuple[str, ...] = DEFAULT_CORRELATION_KEYS
+    max_body_bytes: int = 16 << 20
+    max_queue_bytes: int = 512 << 20
+    batch_rows: int = 50_000
+    batch_delay: float = 1.0
+    log_format: str = "text"
+    log_level: str = "INFO"
+    demo: bool = False
+    demo_rate: float = 5.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def store_label(self) -> str:
+        return "clickhouse-server" if self.clickhouse_url else f"embedded chDB at {self.data_dir}"
+
+
+def _convert(name: str, raw: str, kind: type) -> object:
+    try:
+        if kind is Path:
+            return Path(raw)
+        if kind is tuple:
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if kind is bool:
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        return kind(raw)
+    except ValueError as exc:
+        raise SettingsError(f"SLOSCOPE_{name.upper()}: cannot use {raw!r}: {exc}") from exc
+
+
+_KINDS: dict[str, type] = {
+    "data_dir": Path, "clickhouse_url": str, "host": str, "otlp_http_port": int, "api_port": int,
+    "retention_days": int, "correlation_keys": tuple, "max_body_bytes": int, "max_queue_bytes": int,
+    "batch_rows": int, "batch_delay": float, "log_format": str, "log_level": str, "demo": bool,
+    "demo_rate": float,
+}
+
+
+def load(overrides: dict[str, object] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Build Settings: ``overrides`` (flags given on the command line) win over the environment."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        if f.name not in _KINDS:
+            continue
+        raw = env.get(f"SLOSCOPE_{f.name.upper()}")
+        if raw is not None and raw != "":
+            values[f.name] = _convert(f.name, raw, _KINDS[f.name])
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    settings = Settings(**values)  # type: ignore[arg-type]
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    for name in ("otlp_http_port", "api_port"):
+        port = getattr(s, name)
+        if not 0 <= port <= 65535:
+            raise SettingsError(f"{name}: {port} is not a TCP port")
+    if s.retention_days < 1:
+        raise SettingsError(f"retention_days: must be at least 1, got {s.retention_days}")
+    if s.log_format not in ("text", "json"):
+        raise SettingsError(f"log_format: must be 'text' or 'json', got {s.log_format!r}")
+    if s.batch_rows < 1 or s.batch_delay <= 0:
+        raise SettingsError("batch_rows and batch_delay must be positive")
+    if s.max_body_bytes < 1024:
+        raise SettingsError(f"max_body_bytes: {s.max_body_bytes} is too small (at least 1024)")

@@ -1,0 +1,49 @@
+"""Writes batches of raw OTLP requests into the tables, decoded by the engine itself."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from store.backend import Backend
+from store.sql import ingest
+
+
+def length_delimited(messages: Sequence[bytes]) -> bytes:
+    """Frame messages as the engine's ``Protobuf`` format expects: varint length, then the bytes."""
+    out = bytearray()
+    for message in messages:
+        n = len(message)
+        while n >= 0x80:
+            out.append((n & 0x7F) | 0x80)
+            n >>= 7
+        out.append(n)
+        out += message
+    return bytes(out)
+
+
+class OtlpWriter:
+    """Stores ``Export*ServiceRequest`` messages.
+
+    Every statement carries an insert deduplication token derived from the caller's batch token,
+    so writing the same batch again (a replay after a crash) adds no rows.
+    """
+
+    def __init__(self, backend: Backend, correlation_keys: Sequence[str]) -> None:
+        self.backend = backend
+        self._statements = {
+            signal: ingest.statements_for(signal, correlation_keys) for signal in ingest.SIGNALS
+        }
+
+    def write(self, signal: str, messages: Sequence[bytes], token: str) -> None:
+        """Store one batch of ``signal`` requests under the deduplication ``token``."""
+        data = length_delimited(messages)
+        structure = ingest.SIGNALS[signal][1]
+        settings = ingest.format_settings(signal)
+        for statement in self._statements[signal]:
+            self.backend.insert_from(
+                statement.sql,
+                data,
+                "Protobuf",
+                structure,
+                {**settings, "insert_deduplication_token": f"{token}:{statement.table}"},
+            )

@@ -1,0 +1,325 @@
+"""INSERT ... SELECT statements that decode raw OTLP protobuf requests inside ClickHouse.
+
+The collector hands the store length-delimited ``Export*ServiceRequest`` messages; the engine's
+``Protobuf`` input format reads them with the schema in ``otlp.proto`` and the statements below
+flatten resource -> scope -> item with ARRAY JOIN. No Python walks the items.
+
+Everything interpolated here is a constant of ours or operator configuration, never request data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from store.backend import INPUT, sql_string
+
+_ONEOF = (
+    "Enum8('none' = 0, 'string_value' = 1, 'bool_value' = 2, 'int_value' = 3, 'double_value' = 4, "
+    "'array_value' = 5, 'kvlist_value' = 6, 'bytes_value' = 7)"
+)
+_SCALARS = "string_value String, bool_value Bool, int_value Int64, double_value Float64, bytes_value String"
+ANY_LEAF = f"Tuple({_SCALARS}, array_value String, kvlist_value String, value {_ONEOF})"
+ANY_VALUE = (
+    f"Tuple({_SCALARS}, array_value Tuple(values Array({ANY_LEAF})), "
+    f"kvlist_value Tuple(values Array(Tuple(key String, value {ANY_LEAF}))), value {_ONEOF})"
+)
+KEY_VALUES = f"Array(Tuple(key String, value {ANY_VALUE}))"
+RESOURCE = f"resource Tuple(attributes {KEY_VALUES}, dropped_attributes_count UInt32)"
+SCOPE = "scope Tuple(name String, version String)"
+
+SPAN = (
+    "Tuple(trace_id String, span_id String, trace_state String, parent_span_id String, flags UInt32, "
+    "name String, kind Int32, start_time_unix_nano UInt64, end_time_unix_nano UInt64, "
+    f"attributes {KEY_VALUES}, dropped_attributes_count UInt32, "
+    f"events Array(Tuple(time_unix_nano UInt64, name String, attributes {KEY_VALUES})), "
+    "dropped_events_count UInt32, "
+    f"links Array(Tuple(trace_id String, span_id String, trace_state String, attributes {KEY_VALUES})), "
+    "dropped_links_count UInt32, status Tuple(message String, code Int32))"
+)
+TRACES_STRUCTURE = (
+    f"resource_spans Array(Tuple({RESOURCE}, scope_spans Array(Tuple({SCOPE}, spans Array({SPAN})))))"
+)
+
+LOG_RECORD = (
+    "Tuple(time_unix_nano UInt64, observed_time_unix_nano UInt64, severity_number Int32, "
+    f"severity_text String, body {ANY_VALUE}, attributes {KEY_VALUES}, dropped_attributes_count UInt32, "
+    "flags UInt32, trace_id String, span_id String, event_name String)"
+)
+LOGS_STRUCTURE = (
+    f"resource_logs Array(Tuple({RESOURCE}, scope_logs Array(Tuple({SCOPE}, log_records Array({LOG_RECORD})))))"
+)
+
+_NUMBER_ONEOF = "value Enum8('none' = 0, 'as_double' = 4, 'as_int' = 6)"
+EXEMPLARS = (
+    f"exemplars Array(Tuple(filtered_attributes {KEY_VALUES}, time_unix_nano UInt64, as_double Float64, "
+    f"as_int Int64, {_NUMBER_ONEOF}, span_id String, trace_id String))"
+)
+_POINT = f"attributes {KEY_VALUES}, start_time_unix_nano UInt64, time_unix_nano UInt64, flags UInt32"
+NUMBER_POINT = f"Tuple({_POINT}, as_double Float64, as_int Int64, {_NUMBER_ONEOF}, {EXEMPLARS})"
+HISTOGRAM_POINT = (
+    f"Tuple({_POINT}, count UInt64, sum Float64, bucket_counts Array(UInt64), explicit_bounds Array(Float64), "
+    f"min Float64, max Float64, {EXEMPLARS})"
+)
+_BUCKETS = "Tuple(offset Int32, bucket_counts Array(UInt64))"
+EXP_HISTOGRAM_POINT = (
+    f"Tuple({_POINT}, count UInt64, sum Float64, scale Int32, zero_count UInt64, zero_threshold Float64, "
+    f"positive {_BUCKETS}, negative {_BUCKETS}, min Float64, max Float64, {EXEMPLARS})"
+)
+SUMMARY_POINT = (
+    f"Tuple({_POINT}, count UInt64, sum Float64, quantile_values Array(Tuple(quantile Float64, value Float64)))"
+)
+METRIC = (
+    "Tuple(name String, description String, unit String, "
+    f"gauge Tuple(data_points Array({NUMBER_POINT})), "
+    f"sum Tuple(data_points Array({NUMBER_POINT}), aggregation_temporality Int32, is_monotonic Bool), "
+    f"histogram Tuple(data_points Array({HISTOGRAM_POINT}), aggregation_temporality Int32), "
+    f"exponential_histogram Tuple(data_points Array({EXP_HISTOGRAM_POINT}), aggregation_temporality Int32), "
+    f"summary Tuple(data_points Array({SUMMARY_POINT})))"
+)
+METRICS_STRUCTURE = (
+    f"resource_metrics Array(Tuple({RESOURCE}, scope_metrics Array(Tuple({SCOPE}, metrics Array({METRIC})))))"
+)
+
+
+def _time(expr: str) -> str:
+    return f"fromUnixTimestamp64Nano(toInt64({expr}), 'UTC')"
+
+
+def _leaf_json(v: str) -> str:
+    """An AnyValue item of an array or kvlist as JSON (deeper nesting: base64 of its protobuf)."""
+    return (
+        f"multiIf({v}.value = 'string_value', toJSONString({v}.string_value), "
+        f"{v}.value = 'bool_value', if({v}.bool_value, 'true', 'false'), "
+        f"{v}.value = 'int_value', toString({v}.int_value), "
+        f"{v}.value = 'double_value', toJSONString({v}.double_value), "
+        f"{v}.value = 'bytes_value', toJSONString(base64Encode({v}.bytes_value)), "
+        f"{v}.value = 'array_value', toJSONString(base64Encode({v}.array_value)), "
+        f"{v}.value = 'kvlist_value', toJSONString(base64Encode({v}.kvlist_value)), 'null')"
+    )
+
+
+def any_value_text(v: str) -> str:
+    """SQL rendering an AnyValue as text: strings as is, scalars as literals, arrays/kvlists as JSON."""
+    array_json = f"concat('[', arrayStringConcat(arrayMap(x -> {_leaf_json('x')}, {v}.array_value.values), ','), ']')"
+    kvlist_json = (
+        "concat('{', arrayStringConcat(arrayMap(kv -> concat(toJSONString(kv.key), ':', "
+        f"{_leaf_json('kv.value')}), {v}.kvlist_value.values), ','), '}}')"
+    )
+    return (
+        f"multiIf({v}.value = 'string_value', {v}.string_value, "
+        f"{v}.value = 'bool_value', if({v}.bool_value, 'true', 'false'), "
+        f"{v}.value = 'int_value', toString({v}.int_value), "
+        f"{v}.value = 'double_value', toString({v}.double_value), "
+        f"{v}.value = 'bytes_value', base64Encode({v}.bytes_value), "
+        f"{v}.value = 'array_value', {array_json}, "
+        f"{v}.value = 'kvlist_value', {kvlist_json}, '')"
+    )
+
+
+def value_type(v: str) -> str:
+    """SQL naming an AnyValue's kind: string, bool, int, double, bytes, array, kvlist or empty."""
+    return f"if({v}.value = 'none', 'empty', replaceOne(toString({v}.value), '_value', ''))"
+
+
+def attr_map(kvs: str) -> str:
+    """SQL turning a KeyValue array into Map(key, text)."""
+    return f"mapFromArrays({kvs}.key, arrayMap(v -> {any_value_text('v')}, {kvs}.value))"
+
+
+def attr_types(kvs: str) -> str:
+    """SQL for the kinds of the non-string values of a KeyValue array (strings are the default)."""
+    keep = f"arrayFilter(kv -> kv.value.value != 'string_value', {kvs})"
+    return f"mapFromArrays(arrayMap(kv -> kv.key, {keep}), arrayMap(kv -> {value_type('kv.value')}, {keep}))"
+
+
+def _service(res_attrs: str) -> str:
+    return f"if({res_attrs}['service.name'] = '', 'unknown_service', {res_attrs}['service.name'])"
+
+
+def _correlation(keys: Sequence[str], attrs: str, res_attrs: str) -> str:
+    # First non-empty value among the configured keys, item attributes before resource attributes.
+    branches = []
+    for source in (attrs, res_attrs):
+        for key in keys:
+            branches.append(f"{source}[{sql_string(key)}] != '', {source}[{sql_string(key)}]")
+    return f"multiIf({', '.join(branches)}, '')" if branches else "''"
+
+
+def _resource_scope(word: str, scope_items: str, item_alias: str) -> str:
+    """FROM clause flattening resource_<word> -> scope_<word> -> items; resource maps are built once
+    per resource, not once per item."""
+    return f"""FROM (
+    SELECT res_attrs, res_types, service_name, ss.scope.name AS scope_name, ss.scope.version AS scope_version,
+           ss.{scope_items} AS items
+    FROM (
+        SELECT {attr_map('r.resource.attributes')} AS res_attrs,
+               {attr_types('r.resource.attributes')} AS res_types,
+               {_service('res_attrs')} AS service_name,
+               r.scope_{word} AS scopes
+        FROM {INPUT} ARRAY JOIN resource_{word} AS r
+    ) ARRAY JOIN scopes AS ss
+) ARRAY JOIN items AS {item_alias}"""
+
+
+@dataclass(frozen=True)
+class IngestStatement:
+    """One INSERT ... SELECT over raw requests of one signal."""
+
+    table: str
+    sql: str
+
+
+def _fixed(expr: str, n: int) -> str:
+    return f"toFixedString({expr}, {n})"
+
+
+def trace_statements(correlation_keys: Sequence[str]) -> list[IngestStatement]:
+    """Statements storing ExportTraceServiceRequest messages."""
+    sql = f"""INSERT INTO spans (timestamp, trace_id, span_id, parent_span_id, trace_state, flags, name, kind,
+    service_name, resource_attributes, resource_attribute_types, scope_name, scope_version, attributes,
+    attribute_types, duration, status_code, status_message, `events.timestamp`, `events.name`,
+    `events.attributes`, `links.trace_id`, `links.span_id`, `links.trace_state`, `links.attributes`,
+    dropped_attributes_count, dropped_events_count, dropped_links_count, correlation_id)
+SELECT {_time('s.start_time_unix_nano')}, {_fixed('s.trace_id', 16)}, {_fixed('s.span_id', 8)},
+    {_fixed('s.parent_span_id', 8)}, s.trace_state, s.flags, s.name,
+    transform(s.kind, [0, 1, 2, 3, 4, 5],
+              ['UNSPECIFIED', 'INTERNAL', 'SERVER', 'CLIENT', 'PRODUCER', 'CONSUMER'], 'UNSPECIFIED'),
+    service_name, res_attrs, res_types, scope_name, scope_version,
+    {attr_map('s.attributes')} AS span_attrs, {attr_types('s.attributes')},
+    if(s.end_time_unix_nano > s.start_time_unix_nano, s.end_time_unix_nano - s.start_time_unix_nano, 0),
+    transform(s.status.code, [0, 1, 2], ['UNSET', 'OK', 'ERROR'], 'UNSET'), s.status.message,
+    arrayMap(e -> {_time('e.time_unix_nano')}, s.events), s.events.name,
+    arrayMap(e -> {attr_map('e.attributes')}, s.events),
+    arrayMap(l -> {_fixed('l.trace_id', 16)}, s.links), arrayMap(l -> {_fixed('l.span_id', 8)}, s.links),
+    s.links.trace_state, arrayMap(l -> {attr_map('l.attributes')}, s.links),
+    s.dropped_attributes_count, s.dropped_events_count, s.dropped_links_count,
+    {_correlation(correlation_keys, 'span_attrs', 'res_attrs')}
+{_resource_scope('spans', 'spans', 's')}"""
+    return [IngestStatement("spans", sql)]
+
+
+def log_statements(correlation_keys: Sequence[str]) -> list[IngestStatement]:
+    """Statements storing ExportLogsServiceRequest messages."""
+    sql = f"""INSERT INTO logs (timestamp, observed_timestamp, trace_id, span_id, flags, severity_text,
+    severity_number, service_name, body, body_type, event_name, resource_attributes, resource_attribute_types,
+    scope_name, scope_version, attributes, attribute_types, dropped_attributes_count, correlation_id)
+SELECT {_time('if(l.time_unix_nano != 0, l.time_unix_nano, l.observed_time_unix_nano)')},
+    {_time('l.observed_time_unix_nano')}, {_fixed('l.trace_id', 16)}, {_fixed('l.span_id', 8)}, l.flags,
+    l.severity_text, toUInt8(greatest(least(l.severity_number, 24), 0)), service_name,
+    {any_value_text('l.body')}, {value_type('l.body')}, l.event_name, res_attrs, res_types, scope_name,
+    scope_version, {attr_map('l.attributes')} AS log_attrs, {attr_types('l.attributes')},
+    l.dropped_attributes_count, {_correlation(correlation_keys, 'log_attrs', 'res_attrs')}
+{_resource_scope('logs', 'log_records', 'l')}"""
+    return [IngestStatement("logs", sql)]
+
+
+_METRIC_COLUMNS = (
+    "service_name, resource_attributes, scope_name, scope_version, metric_name, metric_description, "
+    "metric_unit, attributes, start_timestamp, timestamp, flags"
+)
+
+
+def _metric_values(point: str) -> str:
+    return (
+        f"service_name, res_attrs, scope_name, scope_version, m.name, m.description, m.unit, "
+        f"{attr_map(point + '.attributes')}, {_time(point + '.start_time_unix_nano')}, "
+        f"{_time(point + '.time_unix_nano')}, {point}.flags"
+    )
+
+
+def _exemplar_values(point: str) -> str:
+    ex = f"{point}.exemplars"
+    return (
+        f"arrayMap(x -> {attr_map('x.filtered_attributes')}, {ex}), "
+        f"arrayMap(x -> {_time('x.time_unix_nano')}, {ex}), "
+        f"arrayMap(x -> if(x.value = 'as_int', toFloat64(x.as_int), x.as_double), {ex}), "
+        f"arrayMap(x -> {_fixed('x.span_id', 8)}, {ex}), arrayMap(x -> {_fixed('x.trace_id', 16)}, {ex})"
+    )
+
+
+_EXEMPLAR_COLUMNS = (
+    "`exemplars.filtered_attributes`, `exemplars.timestamp`, `exemplars.value`, `exemplars.span_id`, "
+    "`exemplars.trace_id`"
+)
+
+
+def metric_statements() -> list[IngestStatement]:
+    """Statements storing ExportMetricsServiceRequest messages, one per point type."""
+    number = "if(p.value = 'as_int', toFloat64(p.as_int), p.as_double)"
+    per_type = {
+        "metrics_gauge": (
+            "gauge", f"value, {_EXEMPLAR_COLUMNS}", f"{number}, {_exemplar_values('p')}",
+        ),
+        "metrics_sum": (
+            "sum",
+            f"value, aggregation_temporality, is_monotonic, {_EXEMPLAR_COLUMNS}",
+            f"{number}, m.sum.aggregation_temporality, m.sum.is_monotonic, {_exemplar_values('p')}",
+        ),
+        "metrics_histogram": (
+            "histogram",
+            f"count, sum, bucket_counts, explicit_bounds, min, max, aggregation_temporality, {_EXEMPLAR_COLUMNS}",
+            "p.count, p.sum, p.bucket_counts, p.explicit_bounds, p.min, p.max, "
+            f"m.histogram.aggregation_temporality, {_exemplar_values('p')}",
+        ),
+        "metrics_exponential_histogram": (
+            "exponential_histogram",
+            "count, sum, scale, zero_count, zero_threshold, positive_offset, positive_bucket_counts, "
+            f"negative_offset, negative_bucket_counts, min, max, aggregation_temporality, {_EXEMPLAR_COLUMNS}",
+            "p.count, p.sum, p.scale, p.zero_count, p.zero_threshold, p.positive.offset, "
+            "p.positive.bucket_counts, p.negative.offset, p.negative.bucket_counts, p.min, p.max, "
+            f"m.exponential_histogram.aggregation_temporality, {_exemplar_values('p')}",
+        ),
+        "metrics_summary": (
+            "summary",
+            "count, sum, quantiles, quantile_values",
+            "p.count, p.sum, p.quantile_values.quantile, p.quantile_values.value",
+        ),
+    }
+    statements = []
+    for table, (field, columns, values) in per_type.items():
+        sql = f"""INSERT INTO {table} ({_METRIC_COLUMNS}, {columns})
+SELECT {_metric_values('p')}, {values}
+{_resource_scope('metrics', 'metrics', 'm')}
+ARRAY JOIN m.{field}.data_points AS p"""
+        statements.append(IngestStatement(table, sql))
+    return statements
+
+
+@cache
+def schema_text() -> str:
+    """The ``.proto`` schema the engine decodes requests with."""
+    return resources.files("store.sql").joinpath("otlp.proto").read_text(encoding="utf-8")
+
+
+#: signal -> (message name, input structure)
+SIGNALS = {
+    "traces": ("ExportTraceServiceRequest", TRACES_STRUCTURE),
+    "logs": ("ExportLogsServiceRequest", LOGS_STRUCTURE),
+    "metrics": ("ExportMetricsServiceRequest", METRICS_STRUCTURE),
+}
+
+
+def statements_for(signal: str, correlation_keys: Sequence[str]) -> list[IngestStatement]:
+    """All statements that store one signal's requests."""
+    if signal == "traces":
+        return trace_statements(correlation_keys)
+    if signal == "logs":
+        return log_statements(correlation_keys)
+    if signal == "metrics":
+        return metric_statements()
+    raise ValueError(f"unknown signal {signal!r}")
+
+
+def format_settings(signal: str) -> dict[str, str | int]:
+    """Settings that make the engine read ``signal``'s requests with our schema."""
+    message, _ = SIGNALS[signal]
+    return {
+        "format_schema_source": "string",
+        "format_schema": schema_text(),
+        "format_schema_message_name": message,
+        "input_format_protobuf_oneof_presence": 1,
+        "deduplicate_blocks_in_dependent_materialized_views": 1,
+    }

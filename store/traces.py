@@ -1,0 +1,90 @@
+"""Fetching whole traces from the store."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any
+
+from store.backend import Backend
+from store.sql import queries
+
+TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+def typed_attributes(values: list[tuple[str, str]] | dict[str, str], types: Any) -> dict[str, Any]:
+    """Give attribute values their OTLP kinds back (stored as text plus a kind for non-strings)."""
+    kinds = dict(types or [])
+    out: dict[str, Any] = {}
+    for key, text in dict(values or []).items():
+        kind = kinds.get(key, "string")
+        if kind == "int":
+            out[key] = int(text)
+        elif kind == "double":
+            out[key] = float(text)
+        elif kind == "bool":
+            out[key] = text == "true"
+        elif kind in ("array", "kvlist"):
+            out[key] = json.loads(text)
+        elif kind == "bytes":
+            out[key] = {"bytes": text}  # base64, kept distinct from a string
+        elif kind == "empty":
+            out[key] = None
+        else:
+            out[key] = text
+    return out
+
+
+def _span(row: dict[str, Any]) -> dict[str, Any]:
+    start = int(row["start_time_unix_nano"])
+    return {
+        "trace_id": row["trace_hex"],
+        "span_id": row["span_hex"],
+        "parent_span_id": row["parent_hex"],
+        "trace_state": row["trace_state"],
+        "flags": row["flags"],
+        "name": row["name"],
+        "kind": row["kind"],
+        "service_name": row["service_name"],
+        "start_time_unix_nano": str(start),
+        "end_time_unix_nano": str(start + row["duration"]),
+        "duration_ns": row["duration"],
+        "status": {"code": row["status_code"], "message": row["status_message"]},
+        "resource": {"attributes": typed_attributes(row["resource_attributes"], row["resource_attribute_types"])},
+        "scope": {"name": row["scope_name"], "version": row["scope_version"]},
+        "attributes": typed_attributes(row["attributes"], row["attribute_types"]),
+        "events": [
+            {"time_unix_nano": t, "name": n, "attributes": dict(a)}
+            for t, n, a in zip(row["event_times"], row["event_names"], row["event_attributes"], strict=True)
+        ],
+        "links": [
+            {"trace_id": t, "span_id": s, "trace_state": ts, "attributes": dict(a)}
+            for t, s, ts, a in zip(
+                row["link_trace_ids"], row["link_span_ids"], row["link_trace_states"], row["link_attributes"],
+                strict=True,
+            )
+        ],
+        "dropped_attributes_count": row["dropped_attributes_count"],
+        "dropped_events_count": row["dropped_events_count"],
+        "dropped_links_count": row["dropped_links_count"],
+        "correlation_id": row["correlation_id"],
+    }
+
+
+def get_trace(backend: Backend, trace_id: str) -> list[dict[str, Any]]:
+    """Every stored span of ``trace_id`` (32 hex digits), in start-time order; [] if unknown."""
+    if not TRACE_ID.match(trace_id):
+        raise ValueError(f"trace id must be 32 hex digits, got {trace_id!r}")
+    trace_id = trace_id.lower()
+    bounds = backend.query_arrow(queries.TRACE_BOUNDS, {"trace_id": trace_id}).to_pylist()
+    if not bounds or bounds[0]["n"] == 0:
+        return []
+    params = {"trace_id": trace_id, "start": bounds[0]["start"], "end": bounds[0]["end"]}
+    rows = backend.query_arrow(queries.TRACE_SPANS, params).to_pylist()
+    return [_span(row) for row in rows]
+
+
+def decode_bytes(value: dict[str, str]) -> bytes:
+    """The bytes behind a ``{"bytes": base64}`` attribute value."""
+    return base64.b64decode(value["bytes"])

@@ -1,0 +1,228 @@
+"""Unit tests for the demo traffic generator, using in-memory exporters instead of a live collector."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from sloscope import demo as demo_mod
+from sloscope.demo import Demo, DemoConfig
+
+
+class CollectingMetricExporter(MetricExporter):
+    """The SDK's InMemoryMetricReader is a reader, but Demo injects exporters: collect batches instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[MetricsData] = []
+
+    def export(self, data: MetricsData, timeout_millis: float = 10_000, **_: object) -> MetricExportResult:
+        self.batches.append(data)
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **_: object) -> None:
+        pass
+
+
+@dataclass
+class Sinks:
+    spans: InMemorySpanExporter = field(default_factory=InMemorySpanExporter)
+    logs: InMemoryLogRecordExporter = field(default_factory=InMemoryLogRecordExporter)
+    metrics: CollectingMetricExporter = field(default_factory=CollectingMetricExporter)
+    urls: list[str] = field(default_factory=list)
+
+    def make(self, config: DemoConfig) -> Demo:
+        def spans(url: str) -> InMemorySpanExporter:
+            self.urls.append(url)
+            return self.spans
+
+        return Demo(config, span_exporter_factory=spans, log_exporter_factory=lambda _url: self.logs,
+                    metric_exporter_factory=lambda _url: self.metrics)
+
+
+@pytest.fixture
+def sinks() -> Iterator[Sinks]:
+    yield Sinks()
+
+
+def _service(item: ReadableSpan | ReadableLogRecord) -> str:
+    return str(item.resource.attributes["service.name"])
+
+
+def _one(spans: Sequence[ReadableSpan], service: str, kind: SpanKind, name: str) -> ReadableSpan:
+    found = [s for s in spans if _service(s) == service and s.kind == kind and s.name == name]
+    assert len(found) == 1, f"expected one {service} {kind} {name!r}, got {[s.name for s in spans]}"
+    return found[0]
+
+
+def _checkout(sinks: Sinks, **config: object) -> tuple[str, list[ReadableSpan], list[ReadableLogRecord]]:
+    demo = sinks.make(DemoConfig(seed=42, **config))
+    trace_id = demo.run_once("/api/checkout")
+    demo.stop()  # flushes the batch processors into the in-memory exporters
+    spans = [s for s in sinks.spans.get_finished_spans() if format(s.context.trace_id, "032x") == trace_id]
+    return trace_id, spans, list(sinks.logs.get_finished_logs())
+
+
+def test_checkout_trace_spans_services_and_links_parents(sinks: Sinks) -> None:
+    trace_id, spans, _ = _checkout(sinks, payment_error_rate=0.0)
+    assert len(sinks.spans.get_finished_spans()) == len(spans), "run_once emitted spans for another trace"
+    assert {_service(s) for s in spans} == {"gateway", "orders", "payments", "inventory", "email"}
+    assert len(trace_id) == 32 and int(trace_id, 16) != 0
+
+    root = _one(spans, "gateway", SpanKind.SERVER, "GET /api/checkout")
+    assert root.parent is None
+    assert root.attributes["http.route"] == "/api/checkout"
+    assert root.attributes["url.path"] == "/api/checkout"
+    assert root.attributes["http.request.method"] == "GET"
+    assert root.attributes["http.response.status_code"] == 200
+
+    # Every cross-service hop: the callee's inbound span hangs off the caller's outbound span.
+    client, server = SpanKind.CLIENT, SpanKind.SERVER
+    producer, consumer = SpanKind.PRODUCER, SpanKind.CONSUMER
+    hops = [
+        ("gateway", client, "POST /orders", "orders", server, "POST /orders"),
+        ("orders", client, "POST /charge", "payments", server, "POST /charge"),
+        ("orders", client, "POST /reservations", "inventory", server, "POST /reservations"),
+        ("orders", producer, "send order.confirmed", "email", consumer, "process order.confirmed"),
+    ]
+    for hop in hops:
+        caller, callee = _one(spans, *hop[:3]), _one(spans, *hop[3:])
+        assert callee.parent is not None and callee.parent.is_remote
+        assert callee.parent.span_id == caller.context.span_id, f"{callee.name} not under {caller.name}"
+        assert callee.parent.trace_id == caller.context.trace_id
+
+    payments_client = _one(spans, "orders", SpanKind.CLIENT, "POST /charge")
+    payments_server = _one(spans, "payments", SpanKind.SERVER, "POST /charge")
+    assert payments_client.start_time <= payments_server.start_time
+    assert payments_server.start_time < payments_server.end_time <= payments_client.end_time
+
+    db = [s for s in spans if s.attributes.get("db.system.name") == "postgresql"]
+    assert db and all(s.kind == SpanKind.CLIENT and _service(s) == "orders" for s in db)
+
+    email = _one(spans, "email", SpanKind.CONSUMER, "process order.confirmed")
+    assert email.attributes["messaging.system"] == "kafka"
+    assert email.attributes["messaging.destination.name"] == "order.confirmed"
+
+
+def test_resources_are_per_service_and_globals_untouched(sinks: Sinks) -> None:
+    before = trace.get_tracer_provider()
+    _, spans, _ = _checkout(sinks)
+    assert trace.get_tracer_provider() is before
+    for span in spans:
+        attrs = span.resource.attributes
+        assert attrs["deployment.environment"] == "demo"
+        assert attrs["service.version"] and attrs["host.name"]
+    assert sinks.urls and all(u == "http://127.0.0.1:4318/v1/traces" for u in sinks.urls)
+    assert len(sinks.urls) == len(demo_mod.SERVICES)  # one exporter (and provider) per service
+
+
+def test_correlation_id_on_gateway_span_and_logs_with_trace_context(sinks: Sinks) -> None:
+    trace_id, spans, logs = _checkout(sinks, payment_error_rate=0.0)
+    cid = _one(spans, "gateway", SpanKind.SERVER, "GET /api/checkout").attributes["correlation.id"]
+    uuid.UUID(str(cid))
+    span_ids = {s.context.span_id for s in spans}
+    assert len({_service(rec) for rec in logs}) >= 3
+    for rec in logs:
+        log = rec.log_record
+        assert log.attributes["correlation.id"] == cid
+        assert format(log.trace_id, "032x") == trace_id
+        assert log.span_id in span_ids
+        assert log.severity_text in {"INFO", "WARN"} and log.severity_number.name == log.severity_text
+        assert isinstance(log.body, str) and log.body
+
+
+def test_payment_failure_marks_error_records_exception_and_logs(sinks: Sinks) -> None:
+    trace_id, spans, logs = _checkout(sinks, payment_error_rate=1.0)
+    payments = _one(spans, "payments", SpanKind.SERVER, "POST /charge")
+    assert payments.status.status_code == StatusCode.ERROR
+    assert payments.attributes["http.response.status_code"] == 500
+    assert any(e.name == "exception" and "PaymentDeclinedError" in str(e.attributes["exception.type"])
+               for e in payments.events)
+    root = _one(spans, "gateway", SpanKind.SERVER, "GET /api/checkout")
+    assert root.status.status_code == StatusCode.ERROR and root.attributes["http.response.status_code"] >= 500
+    assert not any(_service(s) == "email" for s in spans), "no confirmation email for a failed order"
+
+    by_level = {(_service(r), r.log_record.severity_text) for r in logs}
+    assert ("payments", "ERROR") in by_level and ("orders", "WARN") in by_level
+    error = next(r.log_record for r in logs if _service(r) == "payments")
+    assert error.severity_number.name == "ERROR"
+    assert format(error.trace_id, "032x") == trace_id and error.span_id == payments.context.span_id
+    assert "PaymentDeclinedError" in str(error.attributes["exception.type"])
+
+
+def test_attribute_value_types_cover_all_kinds(sinks: Sinks) -> None:
+    _, spans, logs = _checkout(sinks, payment_error_rate=0.0)
+    values = [v for s in spans for v in s.attributes.values()]
+    values += [v for r in logs for v in r.log_record.attributes.values()]
+    for kind in (str, int, float, bool):
+        assert any(type(v) is kind for v in values), kind
+    assert any(isinstance(v, tuple | list) and v and all(isinstance(x, str) for x in v) for v in values)
+
+
+def test_durations_are_synthetic_and_nonzero(sinks: Sinks) -> None:
+    _, spans, _ = _checkout(sinks, payment_error_rate=0.0)
+    assert all(s.end_time > s.start_time for s in spans)
+    root = _one(spans, "gateway", SpanKind.SERVER, "GET /api/checkout")
+    for span in spans:
+        if _service(span) != "email":  # the consumer runs asynchronously, after the response
+            assert root.start_time <= span.start_time and span.end_time <= root.end_time
+
+
+def test_metrics_exported_per_service(sinks: Sinks) -> None:
+    demo = sinks.make(DemoConfig(seed=3, payment_error_rate=0.0))
+    for _ in range(5):
+        demo.run_once("/api/checkout")
+    demo.stop()
+    seen: dict[str, dict[str, str]] = {}
+    for batch in sinks.metrics.batches:
+        for rm in batch.resource_metrics:
+            for sm in rm.scope_metrics:
+                service = seen.setdefault(str(rm.resource.attributes["service.name"]), {})
+                service.update({metric.name: metric.unit for metric in sm.metrics})
+    assert set(seen) == set(demo_mod.SERVICES)
+    for metrics in seen.values():
+        assert {"demo.requests", "demo.queue.depth", "http.server.request.duration"} <= set(metrics)
+        assert metrics["http.server.request.duration"] == "s"
+
+
+def test_background_thread_respects_duration_and_stop_is_idempotent(sinks: Sinks) -> None:
+    demo = sinks.make(DemoConfig(rate=200.0, duration=0.3, seed=1))
+    demo.start()
+    assert demo.wait(timeout=10), "generator did not stop after its duration"
+    demo.stop()
+    demo.stop()
+    assert demo.requests_sent > 0
+    traces = {s.context.trace_id for s in sinks.spans.get_finished_spans()}
+    assert len(traces) == demo.requests_sent
+
+
+def test_main_parses_args_and_returns_zero(sinks: Sinks, monkeypatch: pytest.MonkeyPatch) -> None:
+    configs: list[DemoConfig] = []
+
+    def fake_demo(config: DemoConfig) -> Demo:
+        configs.append(config)
+        return sinks.make(config)
+
+    monkeypatch.setattr(demo_mod, "Demo", fake_demo)
+    argv = ["--endpoint", "http://collector:4318", "--rate", "50", "--duration", "0.2", "--seed", "9"]
+    assert demo_mod.main(argv) == 0
+    assert configs == [DemoConfig(endpoint="http://collector:4318", rate=50.0, duration=0.2, seed=9)]
+    assert sinks.spans.get_finished_spans()
+
+
+def test_rejects_non_positive_rate(sinks: Sinks) -> None:
+    with pytest.raises(ValueError):
+        sinks.make(DemoConfig(rate=0))
