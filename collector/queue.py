@@ -21,6 +21,7 @@ from typing import Protocol
 
 from collector.telemetry import CollectorMetrics
 from collector.wal import Record, WriteAheadLog
+from store.backend import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class QueueLimits:
     max_batch_bytes: int = 64 << 20
     max_queue_bytes: int = 512 << 20
     segment_bytes: int = 64 << 20
+    refusals_before_split: int = 3
 
 
 @dataclass
@@ -181,26 +183,25 @@ class DurableQueue:
             self.wal.wait_for(cursor.next_seq, max(0.005, min(wait, 0.5)))
 
     def _flush(self, batch: list[Record]) -> bool:
-        """Write ``batch`` into the store, retrying until it succeeds or the queue stops."""
+        """Write ``batch`` into the store and checkpoint; False if the queue was stopped first."""
         if not batch:
             return True
         first, last = batch[0].seq, batch[-1].seq
         self.checkpoint = Checkpoint(self.checkpoint.flushed, (first, last))
         self.checkpoint.save(self._checkpoint_path)
-        delay = 0.1
-        while True:
-            started = time.monotonic()
-            try:
-                self.writer.write(self.signal, [r.payload for r in batch], self._token(first, last))
-                break
-            except Exception as exc:  # the store is down or refused: keep the batch, retry
-                self.healthy = False
-                self.metrics.flush_errors.labels(self.signal).inc()
-                log.error("flush failed, will retry", extra={"signal": self.signal, "error": str(exc)[:500]})
-                if self._abort.wait(delay):
+        started = time.monotonic()
+        outcome = self._write(batch, self._token(first, last))
+        if outcome is None:
+            return False
+        if not outcome:
+            # The engine refused the batch itself: write the requests one by one (their tokens are
+            # deterministic, so a replay of this range does the same) and set aside the ones refused.
+            for record in batch:
+                single = self._write([record], self._token(record.seq, record.seq))
+                if single is None:
                     return False
-                delay = min(delay * 2, 5.0)
-        self.healthy = True
+                if not single:
+                    self._quarantine(record)
         rows = sum(r.rows for r in batch)
         self.metrics.flush_seconds.labels(self.signal).observe(time.monotonic() - started)
         self.metrics.flush_rows.labels(self.signal).inc(rows)
@@ -211,6 +212,38 @@ class DurableQueue:
             self.pending_bytes -= sum(len(r.payload) for r in batch)
         self.wal.drop_before(last + 1)
         return True
+
+    def _write(self, records: list[Record], token: str) -> bool | None:
+        """True: written. False: refused by the engine several times. None: stopped while retrying."""
+        delay = 0.1
+        refusals = 0
+        while True:
+            try:
+                self.writer.write(self.signal, [r.payload for r in records], token)
+                self.healthy = True
+                return True
+            except (StoreUnavailable, OSError) as exc:
+                error = exc
+            except Exception as exc:  # the engine refused: bad data, or a transient limit such as too many parts
+                error = exc
+                refusals += 1
+            self.healthy = False
+            self.metrics.flush_errors.labels(self.signal).inc()
+            log.error("flush failed, will retry", extra={"signal": self.signal, "error": str(error)[:500]})
+            if refusals >= self.limits.refusals_before_split:
+                return False
+            if self._abort.wait(delay):
+                return None
+            delay = min(delay * 2, 5.0)
+
+    def _quarantine(self, record: Record) -> None:
+        """Keep a request the store refuses out of the way, on disk, for a person to look at."""
+        folder = self.directory / "quarantine"
+        folder.mkdir(exist_ok=True)
+        (folder / f"{record.seq:020d}.pb").write_bytes(record.payload)
+        self.metrics.rejected.labels(self.signal, "store_refused").inc(record.rows)
+        log.error("store refused a request; kept in quarantine",
+                  extra={"signal": self.signal, "seq": record.seq, "rows": record.rows, "folder": str(folder)})
 
     def stop(self, drain_timeout: float = 10.0) -> None:
         """Stop accepting, flush what is queued for up to ``drain_timeout`` seconds, then stop.

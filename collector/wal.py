@@ -91,6 +91,7 @@ class WriteAheadLog:
         self._next_seq = self._recover()
         self.durable_seq = self._next_seq  # every record with seq < durable_seq is on disk
         self.appended_bytes = 0
+        self.fsyncs = 0
         self._file = self._open_segment_for_append()
         self._thread = threading.Thread(target=self._run, name=f"wal-{self.directory.name}", daemon=True)
         self._thread.start()
@@ -179,6 +180,7 @@ class WriteAheadLog:
         self._file.write(b"".join(chunks))
         self._file.flush()
         os.fsync(self._file.fileno())
+        self.fsyncs += 1
         self._next_seq += len(seqs)
         with self._lock:
             self.durable_seq = self._next_seq

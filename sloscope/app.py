@@ -78,8 +78,8 @@ class SloscopeServer:
         )
         return _Server(config)
 
-    async def serve(self) -> None:
-        """Run until SIGINT or SIGTERM, then drain the queues and close the store."""
+    async def serve(self, handle_signals: bool = True) -> None:
+        """Run until SIGINT or SIGTERM (or ``request_stop``); ``close`` then drains and closes."""
         for queue in self.queues.values():
             queue.start()
         otlp_app = otlp_http.create_app(
@@ -90,9 +90,10 @@ class SloscopeServer:
             self._uvicorn(otlp_app, self.settings.otlp_http_port),
             self._uvicorn(api_app, self.settings.api_port),
         ]
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.request_stop)
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.request_stop)
         tasks = [asyncio.create_task(server.serve()) for server in self._servers]
         while not all(server.started for server in self._servers):
             if any(task.done() for task in tasks):  # a port was taken: uvicorn logged why

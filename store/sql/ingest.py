@@ -52,10 +52,12 @@ LOGS_STRUCTURE = (
     f"resource_logs Array(Tuple({RESOURCE}, scope_logs Array(Tuple({SCOPE}, log_records Array({LOG_RECORD})))))"
 )
 
+# Enum values are the oneof's field numbers, which differ between the two messages.
 _NUMBER_ONEOF = "value Enum8('none' = 0, 'as_double' = 4, 'as_int' = 6)"
+_EXEMPLAR_ONEOF = "value Enum8('none' = 0, 'as_double' = 3, 'as_int' = 6)"
 EXEMPLARS = (
     f"exemplars Array(Tuple(filtered_attributes {KEY_VALUES}, time_unix_nano UInt64, as_double Float64, "
-    f"as_int Int64, {_NUMBER_ONEOF}, span_id String, trace_id String))"
+    f"as_int Int64, {_EXEMPLAR_ONEOF}, span_id String, trace_id String))"
 )
 _POINT = f"attributes {KEY_VALUES}, start_time_unix_nano UInt64, time_unix_nano UInt64, flags UInt32"
 NUMBER_POINT = f"Tuple({_POINT}, as_double Float64, as_int Int64, {_NUMBER_ONEOF}, {EXEMPLARS})"

@@ -1,0 +1,142 @@
+"""Shared fixtures: real sloscope servers on free loopback ports, backed by the real chDB engine."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sloscope import settings as settings_mod
+from sloscope.app import SloscopeServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    """``../shared`` beside the project, or ``$SLOSCOPE_SHARED``."""
+    return Path(os.environ.get("SLOSCOPE_SHARED", ROOT.parent / "shared"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(api: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{api}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{api} not ready after {timeout}s")
+
+
+@dataclass
+class InProcess:
+    """A SloscopeServer running on its own event loop thread in the test process."""
+
+    server: SloscopeServer
+    otlp: str
+    api: str
+
+    @property
+    def backend(self):  # noqa: ANN201
+        return self.server.backend
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait until everything acknowledged has been written into the store."""
+        deadline = time.monotonic() + timeout
+        while any(q.pending_rows for q in self.server.queues.values()):
+            if time.monotonic() > deadline:
+                raise TimeoutError("queues did not drain")
+            time.sleep(0.05)
+
+    def rows(self, sql: str, params: dict | None = None) -> list[dict]:
+        return self.backend.query_arrow(sql, params).to_pylist()
+
+
+@pytest.fixture(scope="module")
+def sloscope(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
+    """``sloscope serve`` in-process on free ports, fresh data directory per test module.
+
+    Module scope because chDB holds one data directory per process at a time.
+    """
+    overrides = {
+        "data_dir": tmp_path_factory.mktemp("data"),
+        "otlp_http_port": free_port(),
+        "api_port": free_port(),
+        "batch_delay": 0.1,
+    }
+    server = SloscopeServer(settings_mod.load(overrides, environ={}))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(handle_signals=False)), daemon=True)
+    thread.start()
+    api = f"http://127.0.0.1:{overrides['api_port']}"
+    try:
+        wait_ready(api)
+        yield InProcess(server, f"http://127.0.0.1:{overrides['otlp_http_port']}", api)
+    finally:
+        server.request_stop()
+        thread.join(30)
+        server.close()
+
+
+@dataclass
+class Subprocess:
+    """``sloscope serve`` as a child process (for kill -9 and for flags under test)."""
+
+    proc: subprocess.Popen
+    otlp: str
+    api: str
+    data_dir: Path
+    log: Path
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
+
+
+def start_subprocess(data_dir: Path, *flags: str, otlp_port: int | None = None,
+                     api_port: int | None = None) -> Subprocess:
+    """Start ``python -m sloscope serve`` on free (or given) ports and wait until it is ready."""
+    otlp_port = otlp_port or free_port()
+    api_port = api_port or free_port()
+    log = data_dir.parent / f"{data_dir.name}-server.log"
+    cmd = [sys.executable, "-m", "sloscope", "serve", "--data-dir", str(data_dir),
+           "--otlp-http-port", str(otlp_port), "--api-port", str(api_port), *flags]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLOSCOPE_")}
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    api = f"http://127.0.0.1:{api_port}"
+    try:
+        wait_ready(api, proc=proc)
+    except Exception:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"server did not start:\n{log.read_text()[-3000:]}") from None
+    return Subprocess(proc, f"http://127.0.0.1:{otlp_port}", api, data_dir, log)

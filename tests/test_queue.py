@@ -1,0 +1,139 @@
+"""The durable queue against the real engine: replay without duplicates, refused data, backpressure."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from prometheus_client import CollectorRegistry
+
+from collector.queue import DurableQueue, QueueFull, QueueLimits
+from collector.telemetry import CollectorMetrics
+from store import migrations
+from store.embedded import EmbeddedBackend
+from store.otlp_writer import OtlpWriter
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBackend]:
+    b = EmbeddedBackend(tmp_path_factory.mktemp("queue-store"))
+    migrations.migrate(b)
+    yield b
+    b.close()
+
+
+def request(service: str, n: int, first: int) -> bytes:
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    rs.resource.attributes.add(key="service.name").value.string_value = service
+    spans = rs.scope_spans.add().spans
+    now = time.time_ns()
+    for i in range(first, first + n):
+        spans.add(trace_id=(i + 1).to_bytes(16, "big"), span_id=(i + 1).to_bytes(8, "big"), name=f"op{i}",
+                  start_time_unix_nano=now, end_time_unix_nano=now + 1000)
+    return req.SerializeToString()
+
+
+def count(backend: EmbeddedBackend, service: str) -> tuple[int, int]:
+    row = backend.query_arrow(
+        "SELECT count() AS n, uniqExact(span_id) AS u FROM spans WHERE service_name = {s:String}", {"s": service}
+    ).to_pylist()[0]
+    return row["n"], row["u"]
+
+
+def metrics() -> CollectorMetrics:
+    return CollectorMetrics.create(CollectorRegistry())
+
+
+def wait_drained(queue: DurableQueue, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while queue.pending_rows:
+        assert time.monotonic() < deadline, "queue did not drain"
+        time.sleep(0.02)
+
+
+class DiesAfterInsert:
+    """Writes for real, then never returns: a process killed between the insert and the checkpoint."""
+
+    def __init__(self, writer: OtlpWriter) -> None:
+        self.writer = writer
+        self.inserted = threading.Event()
+        self.release = threading.Event()
+
+    def write(self, signal: str, messages: list[bytes], token: str) -> None:
+        self.writer.write(signal, messages, token)
+        self.inserted.set()
+        self.release.wait()
+        raise RuntimeError("this process is gone")
+
+
+def test_replay_after_crash_between_insert_and_checkpoint_stores_once(backend, tmp_path: Path) -> None:  # noqa: ANN001
+    writer = OtlpWriter(backend, [])
+    dying = DiesAfterInsert(writer)
+    first = DurableQueue("traces", tmp_path, dying, metrics(), QueueLimits(max_batch_delay=0.05))
+    first.start()
+    for i in range(5):
+        first.submit(request("replay", 10, i * 10), 10).result()
+    assert dying.inserted.wait(10)
+    assert count(backend, "replay")[0] > 0  # the rows are in, the checkpoint is not
+    assert first.checkpoint.pending is not None
+
+    second = DurableQueue("traces", tmp_path, writer, metrics(), QueueLimits(max_batch_delay=0.05))
+    assert second.pending_rows == 50
+    second.start()
+    wait_drained(second)
+    assert count(backend, "replay") == (50, 50)
+    second.stop()
+    first._abort.set()
+    dying.release.set()
+
+
+def test_request_the_engine_refuses_is_quarantined_and_the_rest_stored(backend, tmp_path: Path) -> None:  # noqa: ANN001
+    queue = DurableQueue("traces", tmp_path, OtlpWriter(backend, []), metrics(),
+                         QueueLimits(max_batch_delay=0.2, refusals_before_split=1))
+    good = [queue.submit(request("poison", 5, i * 5), 5) for i in range(3)]
+    bad = queue.submit(b"\x0a\xff\xff\xff\xff\x0fnot protobuf", 1)  # passes no decoder, as if bypassed
+    for future in (*good, bad):
+        future.result()
+    queue.start()
+    wait_drained(queue)
+    assert count(backend, "poison") == (15, 15)
+    quarantined = list((tmp_path / "quarantine").iterdir())
+    assert [p.read_bytes() for p in quarantined] == [b"\x0a\xff\xff\xff\xff\x0fnot protobuf"]
+    queue.stop()
+
+
+def test_full_queue_refuses_instead_of_growing(backend, tmp_path: Path) -> None:  # noqa: ANN001
+    payload = request("full", 20, 0)
+    queue = DurableQueue("traces", tmp_path, OtlpWriter(backend, []), metrics(),
+                         QueueLimits(max_queue_bytes=len(payload) * 2))
+    queue.submit(payload, 20).result()
+    queue.submit(payload, 20).result()
+    with pytest.raises(QueueFull):
+        queue.submit(payload, 20)
+    assert queue.pending_bytes == len(payload) * 2
+    queue.start()  # once the flusher catches up there is room again
+    wait_drained(queue)
+    queue.submit(request("full", 20, 100), 20).result()
+    wait_drained(queue)
+    assert count(backend, "full") == (60, 40)  # the same payload twice is two exports of the same spans
+    queue.stop()
+
+
+def test_backlog_left_at_stop_is_written_at_next_start(backend, tmp_path: Path) -> None:  # noqa: ANN001
+    writer = OtlpWriter(backend, [])
+    queue = DurableQueue("traces", tmp_path, writer, metrics())
+    for i in range(4):
+        queue.submit(request("backlog", 3, i * 3), 3).result()
+    queue.wal.close()  # stopped before the flusher ever ran
+    again = DurableQueue("traces", tmp_path, writer, metrics(), QueueLimits(max_batch_delay=0.05))
+    assert (again.pending_rows, again.checkpoint.flushed) == (12, 0)
+    again.start()
+    wait_drained(again)
+    assert count(backend, "backlog") == (12, 12)
+    assert again.checkpoint.flushed == 4
+    again.stop()
