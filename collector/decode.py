@@ -40,7 +40,11 @@ RESPONSES: dict[str, type[Message]] = {
     "logs": ExportLogsServiceResponse,
 }
 #: partial_success field counting the rejected items of each signal
-REJECTED_FIELD = {"traces": "rejected_spans", "metrics": "rejected_data_points", "logs": "rejected_log_records"}
+REJECTED_FIELD = {
+    "traces": "rejected_spans",
+    "metrics": "rejected_data_points",
+    "logs": "rejected_log_records",
+}
 
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)

@@ -57,7 +57,9 @@ def _encode(message: Message, is_json: bool) -> tuple[bytes, str]:
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _Reject(413, code_pb2.INVALID_ARGUMENT, f"request body of {declared} bytes exceeds the limit of {limit}")
+        raise _Reject(
+            413, code_pb2.INVALID_ARGUMENT, f"request body of {declared} bytes exceeds the limit of {limit}"
+        )
     chunks = []
     size = 0
     async for chunk in request.stream():
@@ -92,7 +94,8 @@ def create_app(queues: dict[str, DurableQueue], metrics: CollectorMetrics, limit
             if content_type not in _CONTENT_TYPES:
                 is_json = True  # the client cannot read protobuf it did not send: explain in JSON
                 raise _Reject(
-                    415, code_pb2.INVALID_ARGUMENT,
+                    415,
+                    code_pb2.INVALID_ARGUMENT,
                     f"unsupported content type {content_type or '(none)'!r}: use {PROTOBUF} or {JSON}",
                 )
             body = await _read_body(request, limits.max_body_bytes)
@@ -100,7 +103,9 @@ def create_app(queues: dict[str, DurableQueue], metrics: CollectorMetrics, limit
             if encoding in ("gzip", "x-gzip"):
                 body = _gunzip(body, limits.max_body_bytes)
             elif encoding not in ("identity", ""):
-                raise _Reject(415, code_pb2.INVALID_ARGUMENT, f"unsupported content encoding {encoding!r}: use gzip")
+                raise _Reject(
+                    415, code_pb2.INVALID_ARGUMENT, f"unsupported content encoding {encoding!r}: use gzip"
+                )
             decoded = await _decode(signal, body, is_json)
             metrics.received.labels(signal).inc(decoded.items + decoded.rejected)
             if decoded.rejected:
@@ -114,7 +119,9 @@ def create_app(queues: dict[str, DurableQueue], metrics: CollectorMetrics, limit
             return Response(content, 200, media_type=media)
         except _Reject as reject:
             metrics.requests.labels(signal, "http", str(reject.status)).inc()
-            log.info("export rejected", extra={"signal": signal, "status": reject.status, "reason": reject.message})
+            log.info(
+                "export rejected", extra={"signal": signal, "status": reject.status, "reason": reject.message}
+            )
             content, media = _encode(status_pb2.Status(code=reject.code, message=reject.message), is_json)
             return Response(content, reject.status, headers=reject.headers, media_type=media)
 

@@ -164,7 +164,9 @@ class DurableQueue:
         deadline = 0.0
         while True:
             stopping = self._stop.is_set()
-            got = cursor.read(max(1, self.limits.max_batch_rows - rows), max(1, self.limits.max_batch_bytes - size))
+            got = cursor.read(
+                max(1, self.limits.max_batch_rows - rows), max(1, self.limits.max_batch_bytes - size)
+            )
             if got:
                 if not batch:
                     deadline = time.monotonic() + self.limits.max_batch_delay
@@ -224,7 +226,9 @@ class DurableQueue:
                 return True
             except (StoreUnavailable, OSError) as exc:
                 error = exc
-            except Exception as exc:  # the engine refused: bad data, or a transient limit such as too many parts
+            except (
+                Exception
+            ) as exc:  # the engine refused: bad data, or a transient limit such as too many parts
                 error = exc
                 refusals += 1
             self.healthy = False
@@ -242,8 +246,10 @@ class DurableQueue:
         folder.mkdir(exist_ok=True)
         (folder / f"{record.seq:020d}.pb").write_bytes(record.payload)
         self.metrics.rejected.labels(self.signal, "store_refused").inc(record.rows)
-        log.error("store refused a request; kept in quarantine",
-                  extra={"signal": self.signal, "seq": record.seq, "rows": record.rows, "folder": str(folder)})
+        log.error(
+            "store refused a request; kept in quarantine",
+            extra={"signal": self.signal, "seq": record.seq, "rows": record.rows, "folder": str(folder)},
+        )
 
     def stop(self, drain_timeout: float = 10.0) -> None:
         """Stop accepting, flush what is queued for up to ``drain_timeout`` seconds, then stop.

@@ -25,32 +25,48 @@ class CollectorMetrics:
         """Register the collector's metrics in ``registry`` (not the process-wide default)."""
         return cls(
             received=Counter(
-                "sloscope_items_received", "Spans, log records or metric points received", ["signal"],
+                "sloscope_items_received",
+                "Spans, log records or metric points received",
+                ["signal"],
                 registry=registry,
             ),
             accepted=Counter(
-                "sloscope_items_accepted", "Items written to the write-ahead log and acknowledged", ["signal"],
+                "sloscope_items_accepted",
+                "Items written to the write-ahead log and acknowledged",
+                ["signal"],
                 registry=registry,
             ),
             rejected=Counter(
                 "sloscope_items_rejected", "Items refused, by reason", ["signal", "reason"], registry=registry
             ),
             requests=Counter(
-                "sloscope_export_requests", "Export requests by outcome", ["signal", "transport", "code"],
+                "sloscope_export_requests",
+                "Export requests by outcome",
+                ["signal", "transport", "code"],
                 registry=registry,
             ),
             queue_rows=Gauge(
-                "sloscope_queue_rows", "Acknowledged items not yet in the store", ["signal"], registry=registry
+                "sloscope_queue_rows",
+                "Acknowledged items not yet in the store",
+                ["signal"],
+                registry=registry,
             ),
             queue_bytes=Gauge(
-                "sloscope_queue_bytes", "Bytes of acknowledged requests not yet in the store", ["signal"],
+                "sloscope_queue_bytes",
+                "Bytes of acknowledged requests not yet in the store",
+                ["signal"],
                 registry=registry,
             ),
             wal_bytes=Gauge(
-                "sloscope_wal_bytes", "Size of the write-ahead log segments on disk", ["signal"], registry=registry
+                "sloscope_wal_bytes",
+                "Size of the write-ahead log segments on disk",
+                ["signal"],
+                registry=registry,
             ),
             flush_seconds=Histogram(
-                "sloscope_flush_seconds", "Time to write one batch into the store", ["signal"],
+                "sloscope_flush_seconds",
+                "Time to write one batch into the store",
+                ["signal"],
                 buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
                 registry=registry,
             ),
@@ -58,7 +74,9 @@ class CollectorMetrics:
                 "sloscope_flushed_items", "Items written into the store", ["signal"], registry=registry
             ),
             flush_errors=Counter(
-                "sloscope_flush_errors", "Failed attempts to write a batch into the store", ["signal"],
+                "sloscope_flush_errors",
+                "Failed attempts to write a batch into the store",
+                ["signal"],
                 registry=registry,
             ),
         )

@@ -117,7 +117,9 @@ class WriteAheadLog:
         for record, end in read_segment(last):
             next_seq, good_end = record.seq + 1, end
         if last.stat().st_size > good_end:
-            log.warning("truncating torn tail of write-ahead log", extra={"segment": last.name, "at": good_end})
+            log.warning(
+                "truncating torn tail of write-ahead log", extra={"segment": last.name, "at": good_end}
+            )
             with open(last, "r+b") as f:
                 f.truncate(good_end)
                 os.fsync(f.fileno())
@@ -173,7 +175,9 @@ class WriteAheadLog:
         chunks = []
         for pending in batch:
             seq = self._next_seq + len(seqs)
-            header = _HEADER.pack(seq, pending.rows, len(pending.payload), _crc(seq, pending.rows, pending.payload))
+            header = _HEADER.pack(
+                seq, pending.rows, len(pending.payload), _crc(seq, pending.rows, pending.payload)
+            )
             chunks += (header, pending.payload)
             written += len(header) + len(pending.payload)
             seqs.append(seq)
@@ -218,7 +222,7 @@ class WriteAheadLog:
         """Delete segments whose records all precede ``seq``; return how many were deleted."""
         segments = self.segments()
         deleted = 0
-        for (first, path), (next_first, _) in zip(segments, segments[1:], strict=False):
+        for (_, path), (next_first, _) in zip(segments, segments[1:], strict=False):
             if next_first <= seq:
                 path.unlink()
                 deleted += 1

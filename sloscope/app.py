@@ -68,12 +68,19 @@ class SloscopeServer:
                 problems.append(f"migrations not applied: {pending}")
         except Exception as exc:
             problems.append(f"store unreachable: {str(exc)[:300]}")
-        problems += [f"{name} flusher cannot write to the store" for name, q in self.queues.items() if not q.healthy]
+        problems += [
+            f"{name} flusher cannot write to the store" for name, q in self.queues.items() if not q.healthy
+        ]
         return problems
 
     def _uvicorn(self, app: object, port: int) -> _Server:
         config = uvicorn.Config(
-            app, host=self.settings.host, port=port, log_config=None, access_log=False, lifespan="off",
+            app,
+            host=self.settings.host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
             timeout_graceful_shutdown=5,
         )
         return _Server(config)

@@ -19,10 +19,16 @@ def _version() -> str:
 
 
 def _store_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, help="embedded store and write-ahead log (SLOSCOPE_DATA_DIR, "
-                        "default ./.sloscope-data)")
-    parser.add_argument("--clickhouse-url", help="use a ClickHouse server instead of the embedded store, e.g. "
-                        "http://user:pass@host:8123/db (SLOSCOPE_CLICKHOUSE_URL)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="embedded store and write-ahead log (SLOSCOPE_DATA_DIR, default ./.sloscope-data)",
+    )
+    parser.add_argument(
+        "--clickhouse-url",
+        help="use a ClickHouse server instead of the embedded store, e.g. "
+        "http://user:pass@host:8123/db (SLOSCOPE_CLICKHOUSE_URL)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,18 +38,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sloscope {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    serve = commands.add_parser("serve", help="run the collector and the API", description=(
-        "Run the OTLP/HTTP collector and the HTTP API. Every flag also reads SLOSCOPE_<FLAG> from the "
-        "environment (e.g. SLOSCOPE_API_PORT)."))
+    serve = commands.add_parser(
+        "serve",
+        help="run the collector and the API",
+        description=(
+            "Run the OTLP/HTTP collector and the HTTP API. Every flag also reads SLOSCOPE_<FLAG> from the "
+            "environment (e.g. SLOSCOPE_API_PORT)."
+        ),
+    )
     _store_flags(serve)
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--otlp-http-port", type=int, help="OTLP/HTTP port (default 4318)")
     serve.add_argument("--api-port", type=int, help="API and UI port (default 8080)")
     serve.add_argument("--retention-days", type=int, help="days of data to keep (default 7)")
-    serve.add_argument("--max-body-bytes", type=int, help="largest accepted export, after decompression "
-                       "(default 16 MiB)")
-    serve.add_argument("--max-queue-bytes", type=int, help="acknowledged data not yet stored before exports "
-                       "get 429 (default 512 MiB)")
+    serve.add_argument(
+        "--max-body-bytes", type=int, help="largest accepted export, after decompression (default 16 MiB)"
+    )
+    serve.add_argument(
+        "--max-queue-bytes",
+        type=int,
+        help="acknowledged data not yet stored before exports get 429 (default 512 MiB)",
+    )
     serve.add_argument("--batch-rows", type=int, help="rows per write into the store (default 50000)")
     serve.add_argument("--batch-delay", type=float, help="longest wait before a write, seconds (default 1)")
     serve.add_argument("--correlation-keys", help="comma-separated attribute keys holding the correlation id")
@@ -52,12 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", choices=["text", "json"], help="log format (default text)")
     serve.add_argument("--log-level", help="log level (default INFO)")
 
-    migrate = commands.add_parser("migrate", help="apply schema migrations and exit",
-                                  description="Apply pending schema migrations to the store and exit.")
+    migrate = commands.add_parser(
+        "migrate",
+        help="apply schema migrations and exit",
+        description="Apply pending schema migrations to the store and exit.",
+    )
     _store_flags(migrate)
 
-    demo = commands.add_parser("demo", help="send demo traffic to a collector",
-                               description="Send demo traces, logs and metrics through the OpenTelemetry SDK.")
+    demo = commands.add_parser(
+        "demo",
+        help="send demo traffic to a collector",
+        description="Send demo traces, logs and metrics through the OpenTelemetry SDK.",
+    )
     demo.add_argument("--endpoint", default="http://127.0.0.1:4318", help="OTLP/HTTP endpoint")
     demo.add_argument("--rate", type=float, default=5.0, help="requests per second")
     demo.add_argument("--duration", type=float, help="seconds to run (default: until interrupted)")
@@ -67,8 +88,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
     names = [
-        "data_dir", "clickhouse_url", "host", "otlp_http_port", "api_port", "retention_days", "max_body_bytes",
-        "max_queue_bytes", "batch_rows", "batch_delay", "demo", "demo_rate", "log_format", "log_level",
+        "data_dir",
+        "clickhouse_url",
+        "host",
+        "otlp_http_port",
+        "api_port",
+        "retention_days",
+        "max_body_bytes",
+        "max_queue_bytes",
+        "batch_rows",
+        "batch_delay",
+        "demo",
+        "demo_rate",
+        "log_format",
+        "log_level",
     ]
     values = {name: getattr(args, name, None) for name in names}
     keys = getattr(args, "correlation_keys", None)

@@ -47,8 +47,13 @@ MetricExporterFactory = Callable[[str], MetricExporter]
 # A dead collector should not make stop() hang for the SDK's default 10 s per export attempt.
 _EXPORT_TIMEOUT_S = 3.0
 _SCOPE = "sloscope.demo"
-SERVICES = {"gateway": "1.8.2", "orders": "2.3.0", "payments": "1.1.4", "inventory": "3.0.1",
-            "email": "0.9.7"}
+SERVICES = {
+    "gateway": "1.8.2",
+    "orders": "2.3.0",
+    "payments": "1.1.4",
+    "inventory": "3.0.1",
+    "email": "0.9.7",
+}
 ROUTES = {"/api/checkout": 0.5, "/api/products/{id}": 0.35, "/api/cart": 0.15}
 _SKUS = [f"SKU-{n:04d}" for n in (17, 42, 101, 256, 512, 777, 1024, 4096)]
 _LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
@@ -91,20 +96,28 @@ class _Service:
     def __init__(self, name: str, host: str, demo: Demo) -> None:
         self.name, self.depth = name, 0
         base, cfg = demo.config.endpoint.rstrip("/"), demo.config
-        resource = Resource.create({
-            "service.name": name, "service.version": SERVICES[name],
-            # Both the classic and the current semconv key, so either kind of query finds the demo.
-            "deployment.environment": "demo", "deployment.environment.name": "demo", "host.name": host,
-        })
+        resource = Resource.create(
+            {
+                "service.name": name,
+                "service.version": SERVICES[name],
+                # Both the classic and the current semconv key, so either kind of query finds the demo.
+                "deployment.environment": "demo",
+                "deployment.environment.name": "demo",
+                "host.name": host,
+            }
+        )
         # shutdown_on_exit=False: stop() owns the lifecycle, and atexit hooks would pile up per Demo.
         self.tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         self.tracer_provider.add_span_processor(
-            BatchSpanProcessor(demo._span_factory(f"{base}/v1/traces"), schedule_delay_millis=500))
+            BatchSpanProcessor(demo._span_factory(f"{base}/v1/traces"), schedule_delay_millis=500)
+        )
         self.logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
         self.logger_provider.add_log_record_processor(
-            BatchLogRecordProcessor(demo._log_factory(f"{base}/v1/logs"), schedule_delay_millis=500))
+            BatchLogRecordProcessor(demo._log_factory(f"{base}/v1/logs"), schedule_delay_millis=500)
+        )
         reader = PeriodicExportingMetricReader(
-            demo._metric_factory(f"{base}/v1/metrics"), export_interval_millis=cfg.export_interval_millis)
+            demo._metric_factory(f"{base}/v1/metrics"), export_interval_millis=cfg.export_interval_millis
+        )
         self.meter_provider = MeterProvider([reader], resource=resource, shutdown_on_exit=False)
         self.tracer = self.tracer_provider.get_tracer(_SCOPE, SERVICES[name])
         self.logger = self.logger_provider.get_logger(_SCOPE, SERVICES[name])
@@ -112,8 +125,11 @@ class _Service:
         self.requests = meter.create_counter("demo.requests", "{request}", "Requests handled")
         self.queue_depth = meter.create_up_down_counter("demo.queue.depth", "{item}", "Work waiting in queue")
         self.duration = meter.create_histogram(
-            "http.server.request.duration", "s", "Server request duration",
-            explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS)
+            "http.server.request.duration",
+            "s",
+            "Server request duration",
+            explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS,
+        )
 
     def providers(self) -> tuple[TracerProvider, LoggerProvider, MeterProvider]:
         return self.tracer_provider, self.logger_provider, self.meter_provider
@@ -122,9 +138,13 @@ class _Service:
 class Demo:
     """Generates user traffic through gateway -> orders -> {inventory, payments, email}."""
 
-    def __init__(self, config: DemoConfig, span_exporter_factory: SpanExporterFactory = _otlp_spans,
-                 log_exporter_factory: LogExporterFactory = _otlp_logs,
-                 metric_exporter_factory: MetricExporterFactory = _otlp_metrics) -> None:
+    def __init__(
+        self,
+        config: DemoConfig,
+        span_exporter_factory: SpanExporterFactory = _otlp_spans,
+        log_exporter_factory: LogExporterFactory = _otlp_logs,
+        metric_exporter_factory: MetricExporterFactory = _otlp_metrics,
+    ) -> None:
         """Build one set of providers per service; exporter factories default to OTLP/HTTP protobuf."""
         if config.rate <= 0:
             raise ValueError("rate must be > 0")
@@ -202,8 +222,15 @@ class Demo:
         return int(self._rng.lognormvariate(math.log(median), sigma) * 1e6)
 
     @contextmanager
-    def _server(self, svc: _Service, name: str, ctx: Context, start: int, attrs: dict,
-                kind: SpanKind = SpanKind.SERVER) -> Iterator[Span]:
+    def _server(
+        self,
+        svc: _Service,
+        name: str,
+        ctx: Context,
+        start: int,
+        attrs: dict,
+        kind: SpanKind = SpanKind.SERVER,
+    ) -> Iterator[Span]:
         """Start an inbound span under ctx and make it current, so logs pick up its trace context."""
         span = svc.tracer.start_span(name, context=ctx, kind=kind, start_time=start, attributes=attrs)
         token = context.attach(trace.set_span_in_context(span, ctx))
@@ -212,8 +239,16 @@ class Demo:
         finally:
             context.detach(token)
 
-    def _finish(self, svc: _Service, span: Span, route: str, status: int, start: int, end: int,
-                method: str | None = "GET") -> None:
+    def _finish(
+        self,
+        svc: _Service,
+        span: Span,
+        route: str,
+        status: int,
+        start: int,
+        end: int,
+        method: str | None = "GET",
+    ) -> None:
         """End a handler span and record its metrics; method=None marks a non-HTTP (messaging) handler."""
         http = {"http.request.method": method, "http.response.status_code": status} if method else {}
         if method:
@@ -228,19 +263,44 @@ class Demo:
         svc.queue_depth.add(new_depth - svc.depth, {"queue": f"{svc.name}-work"})
         svc.depth = new_depth
 
-    def _log(self, svc: _Service, ts: int, level: str, body: str, attrs: dict | None = None,
-             exc: BaseException | None = None) -> None:
+    def _log(
+        self,
+        svc: _Service,
+        ts: int,
+        level: str,
+        body: str,
+        attrs: dict | None = None,
+        exc: BaseException | None = None,
+    ) -> None:
         cid = baggage.get_baggage("correlation.id")
-        svc.logger.emit(timestamp=ts, severity_number=_LEVELS[level], severity_text=level, body=body,
-                        attributes={"correlation.id": str(cid), **(attrs or {})}, exception=exc)
+        svc.logger.emit(
+            timestamp=ts,
+            severity_number=_LEVELS[level],
+            severity_text=level,
+            body=body,
+            attributes={"correlation.id": str(cid), **(attrs or {})},
+            exception=exc,
+        )
 
-    def _call(self, caller: _Service, method: str, target: str, route: str, start: int,
-              handler: Callable[[Context, int], tuple[int, int]]) -> tuple[int, int]:
+    def _call(
+        self,
+        caller: _Service,
+        method: str,
+        target: str,
+        route: str,
+        start: int,
+        handler: Callable[[Context, int], tuple[int, int]],
+    ) -> tuple[int, int]:
         """An outbound HTTP call: CLIENT span, traceparent in a dict 'header' carrier, remote handler."""
-        attrs = {"http.request.method": method, "server.address": target, "server.port": 8080,
-                 "url.full": f"http://{target}:8080{route}"}
-        client = caller.tracer.start_span(f"{method} {route}", kind=SpanKind.CLIENT, start_time=start,
-                                          attributes=attrs)
+        attrs = {
+            "http.request.method": method,
+            "server.address": target,
+            "server.port": 8080,
+            "url.full": f"http://{target}:8080{route}",
+        }
+        client = caller.tracer.start_span(
+            f"{method} {route}", kind=SpanKind.CLIENT, start_time=start, attributes=attrs
+        )
         headers: dict[str, str] = {}
         _PROPAGATOR.inject(headers, context=trace.set_span_in_context(client))
         net = self._ms(0.4)
@@ -255,9 +315,15 @@ class Demo:
         svc, t0 = self._svc["gateway"], time.time_ns()
         path = route.replace("{id}", str(self._rng.randint(1, 500)))
         ctx = baggage.set_baggage("correlation.id", cid, Context())
-        attrs = {"http.request.method": "GET", "http.route": route, "url.path": path, "url.scheme": "https",
-                 "correlation.id": cid, "user.authenticated": self._rng.random() < 0.7,
-                 "client.address": f"203.0.113.{self._rng.randint(1, 254)}"}
+        attrs = {
+            "http.request.method": "GET",
+            "http.route": route,
+            "url.path": path,
+            "url.scheme": "https",
+            "correlation.id": cid,
+            "user.authenticated": self._rng.random() < 0.7,
+            "client.address": f"203.0.113.{self._rng.randint(1, 254)}",
+        }
         with self._server(svc, f"GET {route}", ctx, t0, attrs) as span:
             t = t0 + self._ms(1.5)  # auth and routing before the first upstream call
             if route == "/api/checkout":
@@ -268,8 +334,13 @@ class Demo:
                 t, status = self._call(svc, "GET", "inventory", "/stock/{sku}", t, self._inventory_stock)
             t += self._ms(0.8)
             level = "ERROR" if status >= 500 else "WARN" if status >= 400 else "INFO"
-            self._log(svc, t, level, f"GET {path} {status}", {"http.response.status_code": status,
-                                                               "duration_ms": round((t - t0) / 1e6, 3)})
+            self._log(
+                svc,
+                t,
+                level,
+                f"GET {path} {status}",
+                {"http.response.status_code": status, "duration_ms": round((t - t0) / 1e6, 3)},
+            )
             self._finish(svc, span, route, status, t0, t)
             return format(span.get_span_context().trace_id, "032x")
 
@@ -277,14 +348,20 @@ class Demo:
         svc = self._svc["orders"]
         skus = self._rng.sample(_SKUS, self._rng.randint(1, 3))
         amount = round(self._rng.uniform(5, 250), 2)
-        attrs = {"http.request.method": "POST", "http.route": "/orders", "order.skus": skus,
-                 "order.items": len(skus), "order.amount": amount}
+        attrs = {
+            "http.request.method": "POST",
+            "http.route": "/orders",
+            "order.skus": skus,
+            "order.items": len(skus),
+            "order.amount": amount,
+        }
         with self._server(svc, "POST /orders", ctx, t0, attrs) as span:
             t = self._db(svc, "SELECT", "customers", "SELECT id, tier FROM customers WHERE id = $1", t0)
             t, status = self._call(svc, "POST", "inventory", "/reservations", t, self._inventory_reserve)
             if status < 400:
-                t, status = self._call(svc, "POST", "payments", "/charge", t,
-                                       lambda c, s: self._payments(c, s, amount))
+                t, status = self._call(
+                    svc, "POST", "payments", "/charge", t, lambda c, s: self._payments(c, s, amount)
+                )
                 status = 502 if status >= 500 else status
             if status < 400:
                 t = self._db(svc, "INSERT", "orders", "INSERT INTO orders (skus, amount) VALUES ($1, $2)", t)
@@ -307,10 +384,20 @@ class Demo:
 
     def _db(self, svc: _Service, op: str, table: str, query: str, start: int) -> int:
         end = start + self._ms(3, 0.8)
-        span = svc.tracer.start_span(f"{op} {table}", kind=SpanKind.CLIENT, start_time=start, attributes={
-            "db.system.name": "postgresql", "db.namespace": "shop", "db.operation.name": op,
-            "db.collection.name": table, "db.query.text": query, "server.address": "orders-db",
-            "server.port": 5432})
+        span = svc.tracer.start_span(
+            f"{op} {table}",
+            kind=SpanKind.CLIENT,
+            start_time=start,
+            attributes={
+                "db.system.name": "postgresql",
+                "db.namespace": "shop",
+                "db.operation.name": op,
+                "db.collection.name": table,
+                "db.query.text": query,
+                "server.address": "orders-db",
+                "server.port": 5432,
+            },
+        )
         span.end(end_time=end)
         return end
 
@@ -336,8 +423,13 @@ class Demo:
 
     def _payments(self, ctx: Context, t0: int, amount: float) -> tuple[int, int]:
         svc = self._svc["payments"]
-        attrs = {"http.request.method": "POST", "http.route": "/charge", "payment.amount": amount,
-                 "payment.currency": "USD", "payment.method": self._rng.choice(["card", "paypal", "wallet"])}
+        attrs = {
+            "http.request.method": "POST",
+            "http.route": "/charge",
+            "payment.amount": amount,
+            "payment.currency": "USD",
+            "payment.method": self._rng.choice(["card", "paypal", "wallet"]),
+        }
         with self._server(svc, "POST /charge", ctx, t0, attrs) as span:
             if self._rng.random() >= self.config.payment_error_rate:
                 t, status = t0 + self._ms(45, 0.6), 200
@@ -354,10 +446,17 @@ class Demo:
 
     def _publish(self, svc: _Service, start: int, skus: list[str]) -> None:
         """Hand an order.confirmed message to the email service, which consumes it asynchronously."""
-        msg = {"messaging.system": "kafka", "messaging.destination.name": "order.confirmed",
-               "messaging.message.id": str(uuid.UUID(int=self._rng.getrandbits(128), version=4))}
-        producer = svc.tracer.start_span("send order.confirmed", kind=SpanKind.PRODUCER, start_time=start,
-                                         attributes={**msg, "messaging.operation.type": "send"})
+        msg = {
+            "messaging.system": "kafka",
+            "messaging.destination.name": "order.confirmed",
+            "messaging.message.id": str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
+        }
+        producer = svc.tracer.start_span(
+            "send order.confirmed",
+            kind=SpanKind.PRODUCER,
+            start_time=start,
+            attributes={**msg, "messaging.operation.type": "send"},
+        )
         headers: dict[str, str] = {}
         _PROPAGATOR.inject(headers, context=trace.set_span_in_context(producer))
         producer.end(end_time=start + self._ms(0.7))
@@ -365,8 +464,13 @@ class Demo:
 
     def _email(self, ctx: Context, t0: int, msg: dict, items: int) -> None:
         svc = self._svc["email"]
-        attrs = {**msg, "messaging.operation.type": "process", "messaging.consumer.group.name": "mailers",
-                 "messaging.kafka.offset": self._rng.randint(10_000, 99_999), "email.items": items}
+        attrs = {
+            **msg,
+            "messaging.operation.type": "process",
+            "messaging.consumer.group.name": "mailers",
+            "messaging.kafka.offset": self._rng.randint(10_000, 99_999),
+            "email.items": items,
+        }
         with self._server(svc, "process order.confirmed", ctx, t0, attrs, SpanKind.CONSUMER) as span:
             t = t0 + self._ms(60, 0.7)
             self._log(svc, t, "INFO", "order confirmation email sent", {"email.template": "order-confirmed"})

@@ -56,9 +56,20 @@ def _convert(name: str, raw: str, kind: type) -> object:
 
 
 _KINDS: dict[str, type] = {
-    "data_dir": Path, "clickhouse_url": str, "host": str, "otlp_http_port": int, "api_port": int,
-    "retention_days": int, "correlation_keys": tuple, "max_body_bytes": int, "max_queue_bytes": int,
-    "batch_rows": int, "batch_delay": float, "log_format": str, "log_level": str, "demo": bool,
+    "data_dir": Path,
+    "clickhouse_url": str,
+    "host": str,
+    "otlp_http_port": int,
+    "api_port": int,
+    "retention_days": int,
+    "correlation_keys": tuple,
+    "max_body_bytes": int,
+    "max_queue_bytes": int,
+    "batch_rows": int,
+    "batch_delay": float,
+    "log_format": str,
+    "log_level": str,
+    "demo": bool,
     "demo_rate": float,
 }
 

@@ -98,10 +98,14 @@ def ensure_retention(backend: Backend, days: int) -> list[str]:
         raise ValueError("retention must be at least one day")
     changed = []
     for table, column in TTL_COLUMNS.items():
-        engine = backend.query_arrow(
-            "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
-            {"t": table},
-        ).column("engine_full")[0].as_py()
+        engine = (
+            backend.query_arrow(
+                "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
+                {"t": table},
+            )
+            .column("engine_full")[0]
+            .as_py()
+        )
         if f"toIntervalDay({days})" in engine:
             continue
         backend.command(f"ALTER TABLE {table} MODIFY TTL toDateTime({column}) + toIntervalDay({int(days)})")

@@ -51,7 +51,9 @@ def _span(row: dict[str, Any]) -> dict[str, Any]:
         "end_time_unix_nano": str(start + row["duration"]),
         "duration_ns": row["duration"],
         "status": {"code": row["status_code"], "message": row["status_message"]},
-        "resource": {"attributes": typed_attributes(row["resource_attributes"], row["resource_attribute_types"])},
+        "resource": {
+            "attributes": typed_attributes(row["resource_attributes"], row["resource_attribute_types"])
+        },
         "scope": {"name": row["scope_name"], "version": row["scope_version"]},
         "attributes": typed_attributes(row["attributes"], row["attribute_types"]),
         "events": [
@@ -61,7 +63,10 @@ def _span(row: dict[str, Any]) -> dict[str, Any]:
         "links": [
             {"trace_id": t, "span_id": s, "trace_state": ts, "attributes": dict(a)}
             for t, s, ts, a in zip(
-                row["link_trace_ids"], row["link_span_ids"], row["link_trace_states"], row["link_attributes"],
+                row["link_trace_ids"],
+                row["link_span_ids"],
+                row["link_trace_states"],
+                row["link_attributes"],
                 strict=True,
             )
         ],

@@ -33,6 +33,8 @@ import socket
 import threading
 import uuid
 import zlib
+from base64 import b64decode
+from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,10 +49,28 @@ from store.backend import sql_string
 #: URL parameters that steer the HTTP exchange, not the query; a server consumes them itself.
 TRANSPORT_PARAMS = frozenset(
     {
-        "query", "database", "default_format", "user", "password", "quota_key", "query_id", "session_id",
-        "session_timeout", "session_check", "compress", "decompress", "buffer_size", "wait_end_of_query",
-        "client_protocol_version", "role", "stacktrace", "close_session", "enable_http_compression",
-        "send_progress_in_http_headers", "cancel_http_readonly_queries_on_client_close", "add_http_cors_header",
+        "query",
+        "database",
+        "default_format",
+        "user",
+        "password",
+        "quota_key",
+        "query_id",
+        "session_id",
+        "session_timeout",
+        "session_check",
+        "compress",
+        "decompress",
+        "buffer_size",
+        "wait_end_of_query",
+        "client_protocol_version",
+        "role",
+        "stacktrace",
+        "close_session",
+        "enable_http_compression",
+        "send_progress_in_http_headers",
+        "cancel_http_readonly_queries_on_client_close",
+        "add_http_cors_header",
     }
 )
 
@@ -63,7 +83,10 @@ _INSERT = re.compile(r"\s*INSERT\b", re.IGNORECASE)
 _INPUT_FUNCTION = re.compile(r"\binput\s*\(\s*('(?:[^'\\]|\\.)*')\s*\)", re.IGNORECASE)
 _ERROR_CODE = re.compile(r"\bCode:\s*(\d+)")
 _RESULT_KEYWORDS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS", "CHECK")
-_TEXT_TYPES = {"TabSeparated": "text/tab-separated-values; charset=UTF-8", "JSON": "application/json; charset=UTF-8"}
+_TEXT_TYPES = {
+    "TabSeparated": "text/tab-separated-values; charset=UTF-8",
+    "JSON": "application/json; charset=UTF-8",
+}
 
 
 class QueryFailed(Exception):
@@ -73,6 +96,16 @@ class QueryFailed(Exception):
         super().__init__(message)
         self.code = code
         self.status = status
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One statement as the shim received it."""
+
+    sql: str
+    params: dict[str, str]
+    user: str
+    password: str
 
 
 class ChShim:
@@ -88,7 +121,8 @@ class ChShim:
         self._defaults: dict[str, tuple[str, bool]] = {}
         self._timezone = "UTC"
         self._database = "default"
-        self.requests: list[dict[str, str]] = []  # URL parameters of each request, for tests to inspect
+        #: Every statement run, for tests to inspect what clickhouse-connect sent.
+        self.log: list[Sent] = []
 
     def start(self) -> str:
         """Open the engine, serve in a background thread, return the base URL."""
@@ -96,11 +130,20 @@ class ChShim:
         self._tmp = self.data_dir / "shim-input"
         self._tmp.mkdir(exist_ok=True)
         self._session = chdb_session.Session(str(self.data_dir / "clickhouse"))
-        self._timezone = self._text("SELECT timezone()").strip()
-        self._database = self._text("SELECT currentDatabase()").strip()
-        self._load_defaults()
-        self._server = _Server(("127.0.0.1", 0), _Handler, self)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="chshim", daemon=True)
+        try:
+            self._timezone = self._text("SELECT timezone()").strip()
+            self._database = self._text("SELECT currentDatabase()").strip()
+            self._load_defaults()
+            self._server = _Server(("127.0.0.1", 0), _Handler, self)
+        except BaseException:
+            # chDB holds one data directory per process: never leave it open behind a failed start.
+            self._session.close()
+            self._session = None
+            raise
+        # A short poll interval: shutdown() waits for it, and every test stops a shim.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="chshim", daemon=True
+        )
         self._thread.start()
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
@@ -127,14 +170,19 @@ class ChShim:
 
     # -- request execution -------------------------------------------------------------------------
 
-    def execute(self, params: dict[str, str], body: bytes) -> tuple[bytes, str | None, dict[str, Any]]:
-        """Run one HTTP request's statement; return (response body, output format, summary)."""
+    def execute(
+        self, params: dict[str, str], body: bytes, credentials: tuple[str, str] = ("default", "")
+    ) -> tuple[bytes, str | None, dict[str, Any]]:
+        """Run one HTTP request's statement; return (response body, output format, summary).
+
+        ``credentials`` are only recorded: the shim is for tests and has no users.
+        """
         query = params.get("query", "")
         # Like the server: the query parameter, a newline, then the body form one text.
         full = (query.encode() + b"\n" + body) if query else body
         if not full.strip():
             raise QueryFailed("Empty query", code=62, status=400)
-        bind = {key[len("param_"):]: value for key, value in params.items() if key.startswith("param_")}
+        bind = {key[len("param_") :]: value for key, value in params.items() if key.startswith("param_")}
         settings = {
             key: value
             for key, value in params.items()
@@ -149,8 +197,10 @@ class ChShim:
                 insert = _split_insert(full)
                 if insert is not None:
                     head, fmt, data = insert
+                    self.log.append(Sent(f"{head} FORMAT {fmt}", params, *credentials))
                     return b"", None, self._insert(head, fmt, data, bind)
                 sql = full.decode()
+                self.log.append(Sent(sql, params, *credentials))
                 fmt = _output_format(sql) or params.get("default_format") or "TabSeparated"
                 result = self._run(sql, fmt, bind)
                 summary = {
@@ -174,7 +224,7 @@ class ChShim:
             path.write_bytes(data)
             try:
                 source = f"file({sql_string(str(path))}, {sql_string(fmt)}, {match.group(1)})"
-                result = self._run(head[: match.start()] + source + head[match.end():], "TabSeparated", bind)
+                result = self._run(head[: match.start()] + source + head[match.end() :], "TabSeparated", bind)
             finally:
                 path.unlink(missing_ok=True)
             return {"written_rows": result.rows_written(), "written_bytes": result.bytes_written()}
@@ -204,9 +254,10 @@ class ChShim:
     def _load_defaults(self) -> None:
         """Remember every setting's session value, to skip no-op settings and to restore the rest."""
         self._defaults = {}
-        for line in self._text("SELECT name, value, changed FROM system.settings FORMAT TSVRaw").splitlines():
-            name, value, changed = line.split("\t")
-            self._defaults[name] = (value, changed == "1")
+        rows = self._text("SELECT name, value, changed FROM system.settings FORMAT JSONEachRow")
+        for line in rows.splitlines():
+            row = json.loads(line)
+            self._defaults[row["name"]] = (row["value"], bool(row["changed"]))
 
     def _apply_settings(self, settings: dict[str, str]) -> str:
         """SET the request's settings that differ from the session; return the statement undoing it."""
@@ -216,7 +267,8 @@ class ChShim:
         for key in changed:
             if not re.fullmatch(r"\w+", key):
                 raise QueryFailed(f"Unknown setting {key!r}", code=115, status=400)
-        self._run("SET " + ", ".join(f"{k} = {sql_string(v)}" for k, v in changed.items()), "TabSeparated", None)
+        assignments = ", ".join(f"{k} = {sql_string(v)}" for k, v in changed.items())
+        self._run("SET " + assignments, "TabSeparated", None)
         undo = []
         for key in changed:
             value, was_changed = self._defaults.get(key, ("", False))
@@ -245,9 +297,9 @@ def _split_insert(full: bytes) -> tuple[str, str, bytes] | None:
         end = token.end()
         while end < len(full) and full[end] in b" \t":
             end += 1
-        if full[end:end + 2] == b"\r\n":
+        if full[end : end + 2] == b"\r\n":
             end += 2
-        elif full[end:end + 1] == b"\n":
+        elif full[end : end + 1] == b"\n":
             end += 1
         data = full[end:]
         if data.strip(b" \t\r\n;") == b"":
@@ -260,7 +312,7 @@ def _output_format(sql: str) -> str | None:
     """The format named by a trailing ``FORMAT <name>`` clause, if any."""
     last = None
     for token in _FORMAT_TOKEN.finditer(sql):
-        if token.group(1) is not None and sql[token.end():].strip(" \t\r\n;") == "":
+        if token.group(1) is not None and sql[token.end() :].strip(" \t\r\n;") == "":
             last = token.group(1)
     return last
 
@@ -349,8 +401,7 @@ class _Handler(BaseHTTPRequestHandler):
             if content_type.startswith("multipart/form-data"):
                 params.update(_form_fields(content_type, body))
                 body = b""
-            self.server.shim.requests.append(params)
-            payload, fmt, summary = self.server.shim.execute(params, body)
+            payload, fmt, summary = self.server.shim.execute(params, body, self._credentials())
         except QueryFailed as exc:
             self._reply(exc.status, (str(exc).rstrip("\n") + "\n").encode(), code=exc.code, query_id=query_id)
             return
@@ -359,6 +410,13 @@ class _Handler(BaseHTTPRequestHandler):
             headers["X-ClickHouse-Format"] = fmt
         content_type = next((v for k, v in _TEXT_TYPES.items() if fmt and fmt.startswith(k)), None)
         self._reply(200, payload, query_id=query_id, content_type=content_type, extra=headers)
+
+    def _credentials(self) -> tuple[str, str]:
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Basic "):
+            user, _, password = b64decode(auth[len("Basic ") :]).decode().partition(":")
+            return user, password
+        return self.headers.get("X-ClickHouse-User", "default"), self.headers.get("X-ClickHouse-Key", "")
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():

@@ -121,14 +121,26 @@ class Subprocess:
         return self.proc.returncode
 
 
-def start_subprocess(data_dir: Path, *flags: str, otlp_port: int | None = None,
-                     api_port: int | None = None) -> Subprocess:
+def start_subprocess(
+    data_dir: Path, *flags: str, otlp_port: int | None = None, api_port: int | None = None
+) -> Subprocess:
     """Start ``python -m sloscope serve`` on free (or given) ports and wait until it is ready."""
     otlp_port = otlp_port or free_port()
     api_port = api_port or free_port()
     log = data_dir.parent / f"{data_dir.name}-server.log"
-    cmd = [sys.executable, "-m", "sloscope", "serve", "--data-dir", str(data_dir),
-           "--otlp-http-port", str(otlp_port), "--api-port", str(api_port), *flags]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sloscope",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--otlp-http-port",
+        str(otlp_port),
+        "--api-port",
+        str(api_port),
+        *flags,
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLOSCOPE_")}
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)

@@ -49,8 +49,12 @@ class Sinks:
             self.urls.append(url)
             return self.spans
 
-        return Demo(config, span_exporter_factory=spans, log_exporter_factory=lambda _url: self.logs,
-                    metric_exporter_factory=lambda _url: self.metrics)
+        return Demo(
+            config,
+            span_exporter_factory=spans,
+            log_exporter_factory=lambda _url: self.logs,
+            metric_exporter_factory=lambda _url: self.metrics,
+        )
 
 
 @pytest.fixture
@@ -149,8 +153,10 @@ def test_payment_failure_marks_error_records_exception_and_logs(sinks: Sinks) ->
     payments = _one(spans, "payments", SpanKind.SERVER, "POST /charge")
     assert payments.status.status_code == StatusCode.ERROR
     assert payments.attributes["http.response.status_code"] == 500
-    assert any(e.name == "exception" and "PaymentDeclinedError" in str(e.attributes["exception.type"])
-               for e in payments.events)
+    assert any(
+        e.name == "exception" and "PaymentDeclinedError" in str(e.attributes["exception.type"])
+        for e in payments.events
+    )
     root = _one(spans, "gateway", SpanKind.SERVER, "GET /api/checkout")
     assert root.status.status_code == StatusCode.ERROR and root.attributes["http.response.status_code"] >= 500
     assert not any(_service(s) == "email" for s in spans), "no confirmation email for a failed order"

@@ -33,14 +33,20 @@ def request(service: str, n: int, first: int) -> bytes:
     spans = rs.scope_spans.add().spans
     now = time.time_ns()
     for i in range(first, first + n):
-        spans.add(trace_id=(i + 1).to_bytes(16, "big"), span_id=(i + 1).to_bytes(8, "big"), name=f"op{i}",
-                  start_time_unix_nano=now, end_time_unix_nano=now + 1000)
+        spans.add(
+            trace_id=(i + 1).to_bytes(16, "big"),
+            span_id=(i + 1).to_bytes(8, "big"),
+            name=f"op{i}",
+            start_time_unix_nano=now,
+            end_time_unix_nano=now + 1000,
+        )
     return req.SerializeToString()
 
 
 def count(backend: EmbeddedBackend, service: str) -> tuple[int, int]:
     row = backend.query_arrow(
-        "SELECT count() AS n, uniqExact(span_id) AS u FROM spans WHERE service_name = {s:String}", {"s": service}
+        "SELECT count() AS n, uniqExact(span_id) AS u FROM spans WHERE service_name = {s:String}",
+        {"s": service},
     ).to_pylist()[0]
     return row["n"], row["u"]
 
@@ -93,8 +99,13 @@ def test_replay_after_crash_between_insert_and_checkpoint_stores_once(backend, t
 
 
 def test_request_the_engine_refuses_is_quarantined_and_the_rest_stored(backend, tmp_path: Path) -> None:  # noqa: ANN001
-    queue = DurableQueue("traces", tmp_path, OtlpWriter(backend, []), metrics(),
-                         QueueLimits(max_batch_delay=0.2, refusals_before_split=1))
+    queue = DurableQueue(
+        "traces",
+        tmp_path,
+        OtlpWriter(backend, []),
+        metrics(),
+        QueueLimits(max_batch_delay=0.2, refusals_before_split=1),
+    )
     good = [queue.submit(request("poison", 5, i * 5), 5) for i in range(3)]
     bad = queue.submit(b"\x0a\xff\xff\xff\xff\x0fnot protobuf", 1)  # passes no decoder, as if bypassed
     for future in (*good, bad):
@@ -109,8 +120,9 @@ def test_request_the_engine_refuses_is_quarantined_and_the_rest_stored(backend, 
 
 def test_full_queue_refuses_instead_of_growing(backend, tmp_path: Path) -> None:  # noqa: ANN001
     payload = request("full", 20, 0)
-    queue = DurableQueue("traces", tmp_path, OtlpWriter(backend, []), metrics(),
-                         QueueLimits(max_queue_bytes=len(payload) * 2))
+    queue = DurableQueue(
+        "traces", tmp_path, OtlpWriter(backend, []), metrics(), QueueLimits(max_queue_bytes=len(payload) * 2)
+    )
     queue.submit(payload, 20).result()
     queue.submit(payload, 20).result()
     with pytest.raises(QueueFull):

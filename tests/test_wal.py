@@ -37,7 +37,7 @@ def test_torn_tail_is_cut_and_numbering_continues(tmp_path: Path) -> None:
     for i in range(3):
         wal.append(b"x" * 100 + bytes([i]), 2)
     wal.close()
-    (_, segment), = wal.segments()
+    ((_, segment),) = wal.segments()
     good_size = segment.stat().st_size
     with open(segment, "ab") as f:  # a crash in the middle of writing a record
         f.write(b"\x03\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00\xff\x00\x00\x00partial")
@@ -54,7 +54,7 @@ def test_corrupt_record_is_not_returned(tmp_path: Path) -> None:
     wal.append(b"first", 1)
     wal.append(b"second", 1)
     wal.close()
-    (_, segment), = wal.segments()
+    ((_, segment),) = wal.segments()
     data = bytearray(segment.read_bytes())
     data[-1] ^= 0xFF  # flip a bit in the last payload: its CRC no longer matches
     segment.write_bytes(bytes(data))

@@ -49,7 +49,8 @@ LOG_RECORD = (
     "flags UInt32, trace_id String, span_id String, event_name String)"
 )
 LOGS_STRUCTURE = (
-    f"resource_logs Array(Tuple({RESOURCE}, scope_logs Array(Tuple({SCOPE}, log_records Array({LOG_RECORD})))))"
+    f"resource_logs Array(Tuple({RESOURCE}, "
+    f"scope_logs Array(Tuple({SCOPE}, log_records Array({LOG_RECORD})))))"
 )
 
 # Enum values are the oneof's field numbers, which differ between the two messages.
@@ -71,7 +72,8 @@ EXP_HISTOGRAM_POINT = (
     f"positive {_BUCKETS}, negative {_BUCKETS}, min Float64, max Float64, {EXEMPLARS})"
 )
 SUMMARY_POINT = (
-    f"Tuple({_POINT}, count UInt64, sum Float64, quantile_values Array(Tuple(quantile Float64, value Float64)))"
+    f"Tuple({_POINT}, count UInt64, sum Float64, "
+    "quantile_values Array(Tuple(quantile Float64, value Float64)))"
 )
 METRIC = (
     "Tuple(name String, description String, unit String, "
@@ -105,7 +107,9 @@ def _leaf_json(v: str) -> str:
 
 def any_value_text(v: str) -> str:
     """SQL rendering an AnyValue as text: strings as is, scalars as literals, arrays/kvlists as JSON."""
-    array_json = f"concat('[', arrayStringConcat(arrayMap(x -> {_leaf_json('x')}, {v}.array_value.values), ','), ']')"
+    array_json = (
+        f"concat('[', arrayStringConcat(arrayMap(x -> {_leaf_json('x')}, {v}.array_value.values), ','), ']')"
+    )
     kvlist_json = (
         "concat('{', arrayStringConcat(arrayMap(kv -> concat(toJSONString(kv.key), ':', "
         f"{_leaf_json('kv.value')}), {v}.kvlist_value.values), ','), '}}')"
@@ -157,9 +161,9 @@ def _resource_scope(word: str, scope_items: str, item_alias: str) -> str:
     SELECT res_attrs, res_types, service_name, ss.scope.name AS scope_name, ss.scope.version AS scope_version,
            ss.{scope_items} AS items
     FROM (
-        SELECT {attr_map('r.resource.attributes')} AS res_attrs,
-               {attr_types('r.resource.attributes')} AS res_types,
-               {_service('res_attrs')} AS service_name,
+        SELECT {attr_map("r.resource.attributes")} AS res_attrs,
+               {attr_types("r.resource.attributes")} AS res_types,
+               {_service("res_attrs")} AS service_name,
                r.scope_{word} AS scopes
         FROM {INPUT} ARRAY JOIN resource_{word} AS r
     ) ARRAY JOIN scopes AS ss
@@ -185,21 +189,21 @@ def trace_statements(correlation_keys: Sequence[str]) -> list[IngestStatement]:
     attribute_types, duration, status_code, status_message, `events.timestamp`, `events.name`,
     `events.attributes`, `links.trace_id`, `links.span_id`, `links.trace_state`, `links.attributes`,
     dropped_attributes_count, dropped_events_count, dropped_links_count, correlation_id)
-SELECT {_time('s.start_time_unix_nano')}, {_fixed('s.trace_id', 16)}, {_fixed('s.span_id', 8)},
-    {_fixed('s.parent_span_id', 8)}, s.trace_state, s.flags, s.name,
+SELECT {_time("s.start_time_unix_nano")}, {_fixed("s.trace_id", 16)}, {_fixed("s.span_id", 8)},
+    {_fixed("s.parent_span_id", 8)}, s.trace_state, s.flags, s.name,
     transform(s.kind, [0, 1, 2, 3, 4, 5],
               ['UNSPECIFIED', 'INTERNAL', 'SERVER', 'CLIENT', 'PRODUCER', 'CONSUMER'], 'UNSPECIFIED'),
     service_name, res_attrs, res_types, scope_name, scope_version,
-    {attr_map('s.attributes')} AS span_attrs, {attr_types('s.attributes')},
+    {attr_map("s.attributes")} AS span_attrs, {attr_types("s.attributes")},
     if(s.end_time_unix_nano > s.start_time_unix_nano, s.end_time_unix_nano - s.start_time_unix_nano, 0),
     transform(s.status.code, [0, 1, 2], ['UNSET', 'OK', 'ERROR'], 'UNSET'), s.status.message,
-    arrayMap(e -> {_time('e.time_unix_nano')}, s.events), s.events.name,
-    arrayMap(e -> {attr_map('e.attributes')}, s.events),
-    arrayMap(l -> {_fixed('l.trace_id', 16)}, s.links), arrayMap(l -> {_fixed('l.span_id', 8)}, s.links),
-    s.links.trace_state, arrayMap(l -> {attr_map('l.attributes')}, s.links),
+    arrayMap(e -> {_time("e.time_unix_nano")}, s.events), s.events.name,
+    arrayMap(e -> {attr_map("e.attributes")}, s.events),
+    arrayMap(l -> {_fixed("l.trace_id", 16)}, s.links), arrayMap(l -> {_fixed("l.span_id", 8)}, s.links),
+    s.links.trace_state, arrayMap(l -> {attr_map("l.attributes")}, s.links),
     s.dropped_attributes_count, s.dropped_events_count, s.dropped_links_count,
-    {_correlation(correlation_keys, 'span_attrs', 'res_attrs')}
-{_resource_scope('spans', 'spans', 's')}"""
+    {_correlation(correlation_keys, "span_attrs", "res_attrs")}
+{_resource_scope("spans", "spans", "s")}"""
     return [IngestStatement("spans", sql)]
 
 
@@ -208,13 +212,13 @@ def log_statements(correlation_keys: Sequence[str]) -> list[IngestStatement]:
     sql = f"""INSERT INTO logs (timestamp, observed_timestamp, trace_id, span_id, flags, severity_text,
     severity_number, service_name, body, body_type, event_name, resource_attributes, resource_attribute_types,
     scope_name, scope_version, attributes, attribute_types, dropped_attributes_count, correlation_id)
-SELECT {_time('if(l.time_unix_nano != 0, l.time_unix_nano, l.observed_time_unix_nano)')},
-    {_time('l.observed_time_unix_nano')}, {_fixed('l.trace_id', 16)}, {_fixed('l.span_id', 8)}, l.flags,
+SELECT {_time("if(l.time_unix_nano != 0, l.time_unix_nano, l.observed_time_unix_nano)")},
+    {_time("l.observed_time_unix_nano")}, {_fixed("l.trace_id", 16)}, {_fixed("l.span_id", 8)}, l.flags,
     l.severity_text, toUInt8(greatest(least(l.severity_number, 24), 0)), service_name,
-    {any_value_text('l.body')}, {value_type('l.body')}, l.event_name, res_attrs, res_types, scope_name,
-    scope_version, {attr_map('l.attributes')} AS log_attrs, {attr_types('l.attributes')},
-    l.dropped_attributes_count, {_correlation(correlation_keys, 'log_attrs', 'res_attrs')}
-{_resource_scope('logs', 'log_records', 'l')}"""
+    {any_value_text("l.body")}, {value_type("l.body")}, l.event_name, res_attrs, res_types, scope_name,
+    scope_version, {attr_map("l.attributes")} AS log_attrs, {attr_types("l.attributes")},
+    l.dropped_attributes_count, {_correlation(correlation_keys, "log_attrs", "res_attrs")}
+{_resource_scope("logs", "log_records", "l")}"""
     return [IngestStatement("logs", sql)]
 
 
@@ -253,7 +257,9 @@ def metric_statements() -> list[IngestStatement]:
     number = "if(p.value = 'as_int', toFloat64(p.as_int), p.as_double)"
     per_type = {
         "metrics_gauge": (
-            "gauge", f"value, {_EXEMPLAR_COLUMNS}", f"{number}, {_exemplar_values('p')}",
+            "gauge",
+            f"value, {_EXEMPLAR_COLUMNS}",
+            f"{number}, {_exemplar_values('p')}",
         ),
         "metrics_sum": (
             "sum",
@@ -283,8 +289,8 @@ def metric_statements() -> list[IngestStatement]:
     statements = []
     for table, (field, columns, values) in per_type.items():
         sql = f"""INSERT INTO {table} ({_METRIC_COLUMNS}, {columns})
-SELECT {_metric_values('p')}, {values}
-{_resource_scope('metrics', 'metrics', 'm')}
+SELECT {_metric_values("p")}, {values}
+{_resource_scope("metrics", "metrics", "m")}
 ARRAY JOIN m.{field}.data_points AS p"""
         statements.append(IngestStatement(table, sql))
     return statements

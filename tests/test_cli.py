@@ -1,0 +1,77 @@
+"""The `sloscope` command: help everywhere, clear errors, migrations, and CI's no-test rule."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, start_subprocess
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SLOSCOPE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "sloscope", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        cwd=ROOT,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize("args", [[], ["serve"], ["migrate"], ["demo"]])
+def test_every_command_has_help(args: list[str]) -> None:
+    result = run(*args, "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"usage: sloscope {' '.join(args)}".rstrip())
+
+
+def test_no_command_is_an_error() -> None:
+    result = run()
+    assert result.returncode == 2 and "required: COMMAND" in result.stderr
+
+
+def test_bad_flag_and_bad_environment_name_the_setting(tmp_path: Path) -> None:
+    result = run("serve", "--data-dir", str(tmp_path), "--api-port", "70000")
+    assert result.returncode == 2 and "api_port: 70000 is not a TCP port" in result.stderr
+    result = run("serve", "--data-dir", str(tmp_path), env={"SLOSCOPE_OTLP_HTTP_PORT": "four"})
+    assert result.returncode == 2 and "SLOSCOPE_OTLP_HTTP_PORT: cannot use 'four'" in result.stderr
+
+
+def test_migrate_twice_is_a_no_op(tmp_path: Path) -> None:
+    first = run("migrate", "--data-dir", str(tmp_path))
+    assert first.returncode == 0 and first.stdout.strip() == "applied migrations [0, 1, 2, 3]"
+    second = run("migrate", env={"SLOSCOPE_DATA_DIR": str(tmp_path)})
+    assert second.returncode == 0 and second.stdout.strip() == "schema is up to date"
+
+
+def test_second_server_on_the_same_data_dir_says_why_it_cannot_start(tmp_path: Path) -> None:
+    server = start_subprocess(tmp_path / "data")
+    try:
+        result = run(
+            "serve", "--data-dir", str(tmp_path / "data"), "--api-port", "0", "--otlp-http-port", "0"
+        )
+        assert result.returncode == 1
+        assert "sloscope: error: cannot open embedded store" in result.stderr
+    finally:
+        assert server.stop() == 0
+
+
+def test_ci_fails_when_pytest_collects_no_test() -> None:
+    result = subprocess.run(
+        ["bash", ".ci/run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTEST_ARGS": "tests/test_cli.py -k no_test_has_this_name"},
+    )
+    assert result.returncode != 0
+    assert "deselected" in result.stdout and "no tests ran" in result.stdout
