@@ -158,11 +158,28 @@ def _filter(container, where: str, problem_of: Callable) -> tuple[int, int, str]
     return len(container), len(bad), first
 
 
+def _spans_look_valid(spans) -> bool:  # noqa: ANN001 - repeated Span
+    # One pass in a generator is several times cheaper than a call per span; the rare request that
+    # fails it is walked again to say which span is wrong.
+    return all(
+        len(sp.trace_id) == 16
+        and len(sp.span_id) == 8
+        and len(sp.parent_span_id) in (0, 8)
+        and sp.trace_id != _ZERO_TRACE
+        and sp.span_id != _ZERO_SPAN
+        and not sp.links
+        for sp in spans
+    )
+
+
 def _check_traces(request: ExportTraceServiceRequest) -> tuple[int, int, str]:
     kept = rejected = 0
     first = ""
     for r, rs in enumerate(request.resource_spans):
         for s, ss in enumerate(rs.scope_spans):
+            if _spans_look_valid(ss.spans):
+                kept += len(ss.spans)
+                continue
             k, bad, problem = _filter(ss.spans, f"resource_spans[{r}].scope_spans[{s}].spans", _span_problem)
             kept += k
             rejected += bad

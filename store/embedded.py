@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,14 +19,15 @@ from store.backend import INPUT, StoreError, StoreUnavailable, settings_clause, 
 class EmbeddedBackend:
     """chDB at a data directory.
 
-    chDB allows one process per directory. Within the process we keep one session for writes and
-    one for reads: chDB releases the GIL during a query and two sessions on one path run in
-    parallel, so a long flush does not stall the API. Each session runs one query at a time.
+    chDB allows one process per directory. Within it we keep several sessions on the one path: one
+    for statements, one for reads, and ``insert_sessions`` for bulk inserts. chDB releases the GIL
+    during a query and sessions run in parallel, so a flush neither stalls the API nor is limited
+    to one core. Each session runs one query at a time.
     """
 
     name = "embedded"
 
-    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str], insert_sessions: int = 2) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._tmp = self.data_dir / "tmp-input"
@@ -36,8 +38,12 @@ class EmbeddedBackend:
         try:
             self._writer = chdb_session.Session(engine_dir)
             self._reader = chdb_session.Session(engine_dir)
+            self._inserters: queue.SimpleQueue[chdb_session.Session] = queue.SimpleQueue()
+            for _ in range(max(1, insert_sessions)):
+                self._inserters.put(chdb_session.Session(engine_dir))
         except Exception as exc:  # chDB raises a bare RuntimeError with the lock message
             raise StoreUnavailable(f"cannot open embedded store at {engine_dir}: {exc}") from exc
+        self.insert_parallelism = max(1, insert_sessions)
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._seq = itertools.count()
@@ -73,13 +79,18 @@ class EmbeddedBackend:
         path.write_bytes(data)
         try:
             source = f"file({sql_string(str(path))}, {sql_string(fmt)}, {sql_string(structure)})"
-            with self._write_lock:
-                self._run(self._writer, sql.replace(INPUT, source) + settings_clause(settings), "Null", None)
+            session = self._inserters.get()  # one statement per session; callers may run several at once
+            try:
+                self._run(session, sql.replace(INPUT, source) + settings_clause(settings), "Null", None)
+            finally:
+                self._inserters.put(session)
         finally:
             path.unlink(missing_ok=True)
 
     def close(self) -> None:
         with self._write_lock, self._read_lock:
+            for _ in range(self.insert_parallelism):
+                self._inserters.get().close()
             self._reader.close()
             self._writer.close()
 

@@ -30,6 +30,7 @@ import json
 import os
 import re
 import socket
+import sys
 import threading
 import uuid
 import zlib
@@ -360,6 +361,12 @@ class _Server(ThreadingHTTPServer):
             self._connections.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hung up, or a connection cut by stop(), is not worth a traceback.
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
     def close_connections(self) -> None:
         # Keep-alive handler threads would otherwise wait for the next request on a stopped shim.
         with self._connections_lock:
@@ -404,6 +411,9 @@ class _Handler(BaseHTTPRequestHandler):
             payload, fmt, summary = self.server.shim.execute(params, body, self._credentials())
         except QueryFailed as exc:
             self._reply(exc.status, (str(exc).rstrip("\n") + "\n").encode(), code=exc.code, query_id=query_id)
+            return
+        except Exception as exc:  # noqa: BLE001 (a shim bug must reach the client as an error, not a hang-up)
+            self._reply(500, f"Code: 1001. shim: {exc!r}\n".encode(), code=1001, query_id=query_id)
             return
         headers = {"X-ClickHouse-Summary": json.dumps({k: str(v) for k, v in summary.items()})}
         if fmt:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pytest
@@ -195,6 +196,16 @@ def test_url_names_user_password_and_database(shim, backend):
     assert (sent.user, sent.password, sent.params["database"]) == ("alice", "s@cr:et", "other")
     assert "***" in other.url and "s%40cr" not in other.url
     assert shim_obj.log[0].user == "default"
+
+
+def test_concurrent_use_from_threads(backend):
+    # The app shares one backend between the flusher and API threads; an HTTP session id would make
+    # clickhouse-connect refuse overlapping requests.
+    def run(i: int) -> int:
+        return backend.query_arrow("SELECT {i:UInt32} * 2 AS v", {"i": i}).column("v")[0].as_py()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(run, range(64))) == [i * 2 for i in range(64)]
 
 
 def test_bad_sql_raises_store_error(backend):
