@@ -5,8 +5,8 @@
 1. Starts `sloscope serve` on free ports with a fresh data directory.
 2. Several client processes POST pre-serialised 512-span requests; the clock stops when every
    acknowledged span is queryable (count() in the store equals the spans acknowledged).
-3. The same rows are read back as an Arrow table and inserted again, in 50,000-row batches, into an
-   empty spans table with its materialized view: the raw engine insert rate.
+3. The same rows are read back as an Arrow table and inserted again, in batches of the server's
+   default size, into an empty spans table with its materialized view: the raw engine insert rate.
 4. For the choice of decoding route: the same requests stored through the engine's Protobuf format
    (the route sloscope uses) and walked in Python into Arrow columns (the route it does not use).
 
@@ -186,16 +186,20 @@ def end_to_end(data_dir: Path, bodies: list[bytes], total_spans: int, clients: i
 
 
 def engine_rates(data_dir: Path, bodies: list[bytes], spans_expected: int) -> dict[str, float]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sloscope.settings import Settings
     from store.embedded import EmbeddedBackend
     from store.otlp_writer import OtlpWriter
 
-    backend = EmbeddedBackend(data_dir / "store")
+    defaults = Settings()
+    backend = EmbeddedBackend(data_dir / "store", insert_sessions=defaults.insert_parallelism)
     try:
         table = backend.query_arrow("SELECT * FROM spans")
         assert table.num_rows == spans_expected, (table.num_rows, spans_expected)
         backend.command("TRUNCATE TABLE spans")
         backend.command("TRUNCATE TABLE trace_index")
-        batch = 50_000
+        batch = defaults.batch_rows
         started = time.perf_counter()
         for offset in range(0, table.num_rows, batch):
             backend.insert_arrow("spans", table.slice(offset, batch))
@@ -203,12 +207,15 @@ def engine_rates(data_dir: Path, bodies: list[bytes], spans_expected: int) -> di
 
         backend.command("TRUNCATE TABLE spans")
         backend.command("TRUNCATE TABLE trace_index")
-        writer = OtlpWriter(backend, ["correlation.id"])
-        per_batch = batch // SPANS_PER_REQUEST
+        # As the flusher does: batches of the default size, each cut into parts written at once.
+        writer = OtlpWriter(backend, defaults.correlation_keys)
+        parts = defaults.insert_parallelism
+        per_part = batch // SPANS_PER_REQUEST // parts
         requests = [bodies[i % len(bodies)] for i in range(spans_expected // SPANS_PER_REQUEST)]
+        chunks = [requests[i : i + per_part] for i in range(0, len(requests), per_part)]
         started = time.perf_counter()
-        for offset in range(0, len(requests), per_batch):
-            writer.write("traces", requests[offset : offset + per_batch], f"bench-{offset}")
+        with ThreadPoolExecutor(parts) as pool:
+            list(pool.map(lambda n: writer.write("traces", chunks[n], f"bench-{n}"), range(len(chunks))))
         protobuf_rate = len(requests) * SPANS_PER_REQUEST / (time.perf_counter() - started)
     finally:
         backend.close()
@@ -264,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         ("OTLP/HTTP protobuf, acknowledged (spans/s)", e2e["ack_rate"]),
         ("OTLP/HTTP protobuf, end to end: acknowledged and queryable (spans/s)", e2e["e2e_rate"]),
-        ("engine: raw Arrow insert of the same rows, 50k-row batches (rows/s)", engine["arrow_insert_rate"]),
+        ("engine: raw Arrow insert of the same rows, same batch size (rows/s)", engine["arrow_insert_rate"]),
         (
             "engine: same requests decoded by ClickHouse's Protobuf format (spans/s)",
             engine["engine_protobuf_rate"],

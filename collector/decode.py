@@ -25,7 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from collector import otlp_json
+from collector import otlp_json, trimmed
 
 SIGNALS = ("traces", "metrics", "logs")
 
@@ -65,13 +65,16 @@ class Decoded:
 
 
 def parse(signal: str, body: bytes, is_json: bool) -> Message:
-    """Turn a request body into its protobuf message, or raise BadRequest."""
+    """Turn a request body into a protobuf message to check, or raise BadRequest.
+
+    Protobuf trace and log requests come back as trimmed messages (see ``collector.trimmed``).
+    """
     if is_json:
         try:
             return otlp_json.parse_request(signal, body)
         except otlp_json.OtlpJsonError as exc:
             raise BadRequest(f"invalid OTLP/JSON {signal} request: {exc}") from exc
-    request = REQUESTS[signal]()
+    request = trimmed.REQUESTS.get(signal, REQUESTS[signal])()
     try:
         request.ParseFromString(body)
     except ProtobufDecodeError as exc:

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import uuid
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -36,20 +36,25 @@ class QueueFull(RuntimeError):
 
 @dataclass(frozen=True)
 class QueueLimits:
-    max_batch_rows: int = 50_000
+    max_batch_rows: int = 200_000
     max_batch_delay: float = 1.0
-    max_batch_bytes: int = 64 << 20
+    max_batch_bytes: int = 128 << 20
     max_queue_bytes: int = 512 << 20
     segment_bytes: int = 64 << 20
     refusals_before_split: int = 3
+    #: parts of a batch written at once, each by its own statements (the store must allow as many)
+    parallelism: int = 1
 
 
 @dataclass
 class Checkpoint:
-    """``flushed``: every record before it is in the store. ``pending``: the batch being written."""
+    """``flushed``: every record before it is in the store.
+
+    ``pending``: the batch being written, as (first seq, last seq, parts it was cut into).
+    """
 
     flushed: int = 0
-    pending: tuple[int, int] | None = None
+    pending: tuple[int, int, int] | None = None
 
     @classmethod
     def load(cls, path: Path) -> Checkpoint:
@@ -102,6 +107,7 @@ class DurableQueue:
         self._stop = threading.Event()
         self._abort = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"flush-{signal}", daemon=True)
+        self._pool = ThreadPoolExecutor(limits.parallelism, thread_name_prefix=f"insert-{signal}")
         self.healthy = True
         metrics.queue_rows.labels(signal).set_function(lambda: self.pending_rows)
         metrics.queue_bytes.labels(signal).set_function(lambda: self.pending_bytes)
@@ -155,9 +161,10 @@ class DurableQueue:
 
     def _run(self) -> None:
         if self.checkpoint.pending:
-            first, last = self.checkpoint.pending
+            first, last, parts = self.checkpoint.pending
             replay = self.wal.cursor(first).read(1 << 62, 1 << 62)
-            self._flush([r for r in replay if r.seq <= last])
+            if not self._flush([r for r in replay if r.seq <= last], parts):
+                return
         cursor = self.wal.cursor(self.checkpoint.flushed)
         batch: list[Record] = []
         rows = size = 0
@@ -184,35 +191,55 @@ class DurableQueue:
             wait = deadline - time.monotonic() if batch else 0.5
             self.wal.wait_for(cursor.next_seq, max(0.005, min(wait, 0.5)))
 
-    def _flush(self, batch: list[Record]) -> bool:
-        """Write ``batch`` into the store and checkpoint; False if the queue was stopped first."""
+    def _flush(self, batch: list[Record], parts: int | None = None) -> bool:
+        """Write ``batch`` into the store and checkpoint; False if the queue was stopped first.
+
+        The batch is cut by position into ``parts`` written at once, each under its own token. The
+        cut is recorded before writing, so a replay after a crash cuts it the same way and every
+        part, written or not, is either stored now or recognised as stored.
+        """
         if not batch:
             return True
         first, last = batch[0].seq, batch[-1].seq
-        self.checkpoint = Checkpoint(self.checkpoint.flushed, (first, last))
+        parts = parts or max(1, min(self.limits.parallelism, len(batch)))
+        self.checkpoint = Checkpoint(self.checkpoint.flushed, (first, last, parts))
         self.checkpoint.save(self._checkpoint_path)
         started = time.monotonic()
-        outcome = self._write(batch, self._token(first, last))
-        if outcome is None:
+        size = -(-len(batch) // parts)
+        chunks = [batch[i * size : (i + 1) * size] for i in range(parts)]
+        tokens = [f"{self._token(first, last)}:{i}/{parts}" for i in range(parts)]
+        if parts == 1:
+            results = [self._write_part(chunks[0], tokens[0])]
+        else:
+            results = list(self._pool.map(self._write_part, chunks, tokens))
+        if not all(results):
             return False
-        if not outcome:
-            # The engine refused the batch itself: write the requests one by one (their tokens are
-            # deterministic, so a replay of this range does the same) and set aside the ones refused.
-            for record in batch:
-                single = self._write([record], self._token(record.seq, record.seq))
-                if single is None:
-                    return False
-                if not single:
-                    self._quarantine(record)
         rows = sum(r.rows for r in batch)
-        self.metrics.flush_seconds.labels(self.signal).observe(time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        self.metrics.flush_seconds.labels(self.signal).observe(elapsed)
         self.metrics.flush_rows.labels(self.signal).inc(rows)
+        log.debug("flushed", extra={"signal": self.signal, "rows": rows, "seconds": round(elapsed, 3)})
         self.checkpoint = Checkpoint(last + 1, None)
         self.checkpoint.save(self._checkpoint_path)
         with self._lock:
             self.pending_rows -= rows
             self.pending_bytes -= sum(len(r.payload) for r in batch)
         self.wal.drop_before(last + 1)
+        return True
+
+    def _write_part(self, records: list[Record], token: str) -> bool:
+        """Write one part; if the engine refuses it, write its requests one by one and set aside the
+        ones refused (their tokens are deterministic too). False if the queue was stopped first."""
+        outcome = self._write(records, token)
+        if outcome is None:
+            return False
+        if not outcome:
+            for record in records:
+                single = self._write([record], self._token(record.seq, record.seq))
+                if single is None:
+                    return False
+                if not single:
+                    self._quarantine(record)
         return True
 
     def _write(self, records: list[Record], token: str) -> bool | None:
@@ -262,3 +289,4 @@ class DurableQueue:
             self._thread.join(drain_timeout)
             self._abort.set()
             self._thread.join()
+        self._pool.shutdown()

@@ -38,7 +38,7 @@ class SloscopeServer:
         self.settings = settings
         self.registry = CollectorRegistry()
         self.metrics = CollectorMetrics.create(self.registry)
-        self.backend = open_backend(settings.data_dir, settings.clickhouse_url)
+        self.backend = open_backend(settings.data_dir, settings.clickhouse_url, settings.insert_parallelism)
         try:
             applied = migrations.migrate(self.backend)
             migrations.ensure_retention(self.backend, settings.retention_days)
@@ -52,6 +52,7 @@ class SloscopeServer:
             max_batch_rows=settings.batch_rows,
             max_batch_delay=settings.batch_delay,
             max_queue_bytes=settings.max_queue_bytes,
+            parallelism=settings.insert_parallelism,
         )
         wal_root = settings.data_dir / "wal"
         self.queues = {s: DurableQueue(s, wal_root / s, writer, self.metrics, limits) for s in SIGNALS}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -59,8 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="acknowledged data not yet stored before exports get 429 (default 512 MiB)",
     )
-    serve.add_argument("--batch-rows", type=int, help="rows per write into the store (default 50000)")
+    serve.add_argument("--batch-rows", type=int, help="rows per write into the store (default 200000)")
     serve.add_argument("--batch-delay", type=float, help="longest wait before a write, seconds (default 1)")
+    serve.add_argument(
+        "--insert-parallelism", type=int, help="statements writing one batch at once (default 2)"
+    )
     serve.add_argument("--correlation-keys", help="comma-separated attribute keys holding the correlation id")
     serve.add_argument("--demo", action="store_true", default=None, help="also send built-in demo traffic")
     serve.add_argument("--demo-rate", type=float, help="demo requests per second (default 5)")
@@ -87,25 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
-    names = [
-        "data_dir",
-        "clickhouse_url",
-        "host",
-        "otlp_http_port",
-        "api_port",
-        "retention_days",
-        "max_body_bytes",
-        "max_queue_bytes",
-        "batch_rows",
-        "batch_delay",
-        "demo",
-        "demo_rate",
-        "log_format",
-        "log_level",
-    ]
-    values = {name: getattr(args, name, None) for name in names}
-    keys = getattr(args, "correlation_keys", None)
-    if keys is not None:
+    """Settings given as flags (flags and settings share names; absent flags are None)."""
+    values: dict[str, object] = {f.name: getattr(args, f.name, None) for f in fields(settings.Settings)}
+    keys = values.get("correlation_keys")
+    if isinstance(keys, str):
         values["correlation_keys"] = tuple(k.strip() for k in keys.split(",") if k.strip())
     return values
 

@@ -9,7 +9,7 @@ from store.backend import Backend, StoreError, StoreUnavailable
 __all__ = ["Backend", "StoreError", "StoreUnavailable", "open_backend"]
 
 
-def open_backend(data_dir: Path, clickhouse_url: str = "") -> Backend:
+def open_backend(data_dir: Path, clickhouse_url: str = "", insert_parallelism: int = 2) -> Backend:
     """A ClickHouse server when ``clickhouse_url`` is set, else embedded chDB under ``data_dir``."""
     if clickhouse_url:
         from store.server import ServerBackend
@@ -17,4 +17,4 @@ def open_backend(data_dir: Path, clickhouse_url: str = "") -> Backend:
         return ServerBackend(clickhouse_url)
     from store.embedded import EmbeddedBackend
 
-    return EmbeddedBackend(data_dir / "store")
+    return EmbeddedBackend(data_dir / "store", insert_sessions=insert_parallelism)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from store.backend import Backend
 from store.sql import ingest
@@ -23,35 +22,22 @@ def length_delimited(messages: Sequence[bytes]) -> bytes:
 
 
 class OtlpWriter:
-    """Stores ``Export*ServiceRequest`` messages.
+    """Stores ``Export*ServiceRequest`` messages, one statement per table.
 
-    A batch is cut into ``parallelism`` parts by position and the parts are inserted concurrently,
-    each by one statement per table with a deduplication token derived from the caller's batch
-    token. The cut depends only on the batch, so writing the same batch again (a replay after a
-    crash) produces the same parts and tokens and adds no rows, even if the first attempt stopped
-    half way. One statement per part matters: a statement reading parts in parallel streams would
-    number its blocks in a different order each time.
+    Every statement carries an insert deduplication token derived from the caller's token, so
+    writing the same messages again under the same token (a replay after a crash) adds no rows.
+    A single statement reads its input as one stream, which keeps its block numbering, and so the
+    deduplication, the same on every attempt.
     """
 
-    def __init__(self, backend: Backend, correlation_keys: Sequence[str], parallelism: int | None = None) -> None:
+    def __init__(self, backend: Backend, correlation_keys: Sequence[str]) -> None:
         self.backend = backend
-        self.parallelism = max(1, parallelism or getattr(backend, "insert_parallelism", 1))
-        self._pool = ThreadPoolExecutor(self.parallelism, thread_name_prefix="insert")
-        self._statements = {signal: ingest.statements_for(signal, correlation_keys) for signal in ingest.SIGNALS}
+        self._statements = {
+            signal: ingest.statements_for(signal, correlation_keys) for signal in ingest.SIGNALS
+        }
 
     def write(self, signal: str, messages: Sequence[bytes], token: str) -> None:
-        """Store one batch of ``signal`` requests under the deduplication ``token``."""
-        parts = min(self.parallelism, len(messages))
-        size = -(-len(messages) // parts) if parts else 0
-        chunks = [messages[i * size : (i + 1) * size] for i in range(parts)]
-        futures = [
-            self._pool.submit(self._write_part, signal, chunk, f"{token}:{i}/{parts}")
-            for i, chunk in enumerate(chunks)
-        ]
-        for future in futures:
-            future.result()
-
-    def _write_part(self, signal: str, messages: Sequence[bytes], token: str) -> None:
+        """Store ``messages`` of ``signal`` under the deduplication ``token``."""
         data = length_delimited(messages)
         structure = ingest.SIGNALS[signal][1]
         settings = ingest.format_settings(signal)

@@ -51,11 +51,9 @@ def _span(row: dict[str, Any]) -> dict[str, Any]:
         "end_time_unix_nano": str(start + row["duration"]),
         "duration_ns": row["duration"],
         "status": {"code": row["status_code"], "message": row["status_message"]},
-        "resource": {
-            "attributes": typed_attributes(row["resource_attributes"], row["resource_attribute_types"])
-        },
+        "resource": {"attributes": typed_attributes(row["resource_attributes"], row["resource_kinds"])},
         "scope": {"name": row["scope_name"], "version": row["scope_version"]},
-        "attributes": typed_attributes(row["attributes"], row["attribute_types"]),
+        "attributes": typed_attributes(row["attributes"], row["kinds"]),
         "events": [
             {"time_unix_nano": t, "name": n, "attributes": dict(a)}
             for t, n, a in zip(row["event_times"], row["event_names"], row["event_attributes"], strict=True)

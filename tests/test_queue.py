@@ -80,13 +80,16 @@ class DiesAfterInsert:
 def test_replay_after_crash_between_insert_and_checkpoint_stores_once(backend, tmp_path: Path) -> None:  # noqa: ANN001
     writer = OtlpWriter(backend, [])
     dying = DiesAfterInsert(writer)
-    first = DurableQueue("traces", tmp_path, dying, metrics(), QueueLimits(max_batch_delay=0.05))
+    # Written in two parts at once; restarted with another setting, the replay must cut it the same way.
+    first = DurableQueue(
+        "traces", tmp_path, dying, metrics(), QueueLimits(max_batch_delay=0.05, parallelism=2)
+    )
     first.start()
     for i in range(5):
         first.submit(request("replay", 10, i * 10), 10).result()
     assert dying.inserted.wait(10)
     assert count(backend, "replay")[0] > 0  # the rows are in, the checkpoint is not
-    assert first.checkpoint.pending is not None
+    assert first.checkpoint.pending is not None and first.checkpoint.pending[2] == 2
 
     second = DurableQueue("traces", tmp_path, writer, metrics(), QueueLimits(max_batch_delay=0.05))
     assert second.pending_rows == 50
@@ -99,12 +102,13 @@ def test_replay_after_crash_between_insert_and_checkpoint_stores_once(backend, t
 
 
 def test_request_the_engine_refuses_is_quarantined_and_the_rest_stored(backend, tmp_path: Path) -> None:  # noqa: ANN001
+    # Two parts: the refused request is in the second; the first part must not be written twice.
     queue = DurableQueue(
         "traces",
         tmp_path,
         OtlpWriter(backend, []),
         metrics(),
-        QueueLimits(max_batch_delay=0.2, refusals_before_split=1),
+        QueueLimits(max_batch_delay=0.2, refusals_before_split=1, parallelism=2),
     )
     good = [queue.submit(request("poison", 5, i * 5), 5) for i in range(3)]
     bad = queue.submit(b"\x0a\xff\xff\xff\xff\x0fnot protobuf", 1)  # passes no decoder, as if bypassed

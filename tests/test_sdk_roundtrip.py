@@ -167,7 +167,8 @@ def test_logs_round_trip(sloscope) -> None:  # noqa: ANN001
         lambda: (
             (
                 r := sloscope.rows(
-                    "SELECT severity_number, severity_text, body, body_type, attributes, attribute_types, "
+                    "SELECT severity_number, severity_text, body, toString(body_type) AS body_kind, attributes, "
+                    "CAST(attribute_types, 'Map(String, String)') AS kinds, "
                     "correlation_id, "
                     "lower(hex(trace_id)) AS tid, lower(hex(span_id)) AS sid, service_name, scope_name, scope_version, "
                     "resource_attributes FROM logs WHERE trace_id = unhex({t:String}) ORDER BY timestamp",
@@ -186,16 +187,16 @@ def test_logs_round_trip(sloscope) -> None:  # noqa: ANN001
         )
         assert row["correlation_id"] == f"log-{text}"
         assert dict(row["attributes"])["level.int"] == str(number.value)
-        assert dict(row["attribute_types"]) == {"level.int": "int"}
+        assert dict(row["kinds"]) == {"level.int": "int"}
     for row in rows:
         assert (row["tid"], row["sid"], row["service_name"]) == (trace_id, span_id, "roundtrip")
         assert (row["scope_name"], row["scope_version"]) == ("roundtrip.logs", "0.1")
         assert dict(row["resource_attributes"])["pod.replicas"] == "3"
     structured = rows[-1]
-    assert structured["body_type"] == "kvlist"
+    assert structured["body_kind"] == "kvlist"
     assert structured["body"] == '{"structured":true,"count":2}'
     assert dict(structured["attributes"])["strings"] == '["a","b"]'
-    assert dict(structured["attribute_types"])["bools"] == "array"
+    assert dict(structured["kinds"])["bools"] == "array"
 
 
 def test_metrics_round_trip_all_point_kinds(sloscope) -> None:  # noqa: ANN001

@@ -125,45 +125,88 @@ def any_value_text(v: str) -> str:
     )
 
 
+def scalar_value_text(v: str) -> str:
+    """Like any_value_text for scalars; arrays and kvlists as ``toJSONString`` of their decoded tuples.
+
+    Used where such values are rare (event and link attributes): the nested lambdas of the full
+    rendering cost ~10 ms of query planning each, paid on every insert.
+    """
+    return (
+        f"multiIf({v}.value = 'string_value', {v}.string_value, "
+        f"{v}.value = 'bool_value', if({v}.bool_value, 'true', 'false'), "
+        f"{v}.value = 'int_value', toString({v}.int_value), "
+        f"{v}.value = 'double_value', toString({v}.double_value), "
+        f"{v}.value = 'bytes_value', base64Encode({v}.bytes_value), "
+        f"{v}.value = 'array_value', toJSONString({v}.array_value.values), "
+        f"{v}.value = 'kvlist_value', toJSONString({v}.kvlist_value.values), '')"
+    )
+
+
+#: Kinds of attribute values; the numbers are the AnyValue oneof's field numbers (0: no value).
+KIND_TYPE = (
+    "Enum8('empty' = 0, 'string' = 1, 'bool' = 2, 'int' = 3, 'double' = 4, 'array' = 5, 'kvlist' = 6, "
+    "'bytes' = 7)"
+)
+
+
 def value_type(v: str) -> str:
-    """SQL naming an AnyValue's kind: string, bool, int, double, bytes, array, kvlist or empty."""
-    return f"if({v}.value = 'none', 'empty', replaceOne(toString({v}.value), '_value', ''))"
+    """SQL naming an AnyValue's kind (see KIND_TYPE)."""
+    return f"CAST(toInt8({v}.value), {sql_string(KIND_TYPE)})"
 
 
-def attr_map(kvs: str) -> str:
-    """SQL turning a KeyValue array into Map(key, text)."""
-    return f"mapFromArrays({kvs}.key, arrayMap(v -> {any_value_text('v')}, {kvs}.value))"
+def attr_map(kvs: str, full: bool = True) -> str:
+    """SQL turning a KeyValue array into Map(key, text); ``full=False`` renders nested values cheaply."""
+    render = any_value_text("v") if full else scalar_value_text("v")
+    return f"mapFromArrays({kvs}.key, arrayMap(v -> {render}, {kvs}.value))"
 
 
 def attr_types(kvs: str) -> str:
-    """SQL for the kinds of the non-string values of a KeyValue array (strings are the default)."""
-    keep = f"arrayFilter(kv -> kv.value.value != 'string_value', {kvs})"
-    return f"mapFromArrays(arrayMap(kv -> kv.key, {keep}), arrayMap(kv -> {value_type('kv.value')}, {keep}))"
+    """SQL for the kinds of the non-string values of a KeyValue array (strings are the default).
+
+    Works on the oneof indicator array as a whole: string conversions per element cost several
+    times more.
+    """
+    kinds = f"{kvs}.value.value"
+    return (
+        f"mapFromArrays(arrayFilter((k, t) -> t != 'string_value', {kvs}.key, {kinds}), "
+        f"CAST(arrayMap(t -> toInt8(t), arrayFilter(t -> t != 'string_value', {kinds})), "
+        f"{sql_string('Array(' + KIND_TYPE + ')')}))"
+    )
 
 
 def _service(res_attrs: str) -> str:
     return f"if({res_attrs}['service.name'] = '', 'unknown_service', {res_attrs}['service.name'])"
 
 
-def _correlation(keys: Sequence[str], attrs: str, res_attrs: str) -> str:
-    # First non-empty value among the configured keys, item attributes before resource attributes.
-    branches = []
-    for source in (attrs, res_attrs):
-        for key in keys:
-            branches.append(f"{source}[{sql_string(key)}] != '', {source}[{sql_string(key)}]")
+def _first_value(keys: Sequence[str], attrs: str) -> str:
+    branches = [f"{attrs}[{sql_string(key)}] != '', {attrs}[{sql_string(key)}]" for key in keys]
     return f"multiIf({', '.join(branches)}, '')" if branches else "''"
 
 
-def _resource_scope(word: str, scope_items: str, item_alias: str) -> str:
+def _correlation(keys: Sequence[str], item_keys: str, attrs: str) -> str:
+    """The item's correlation id: the first configured key in its own attributes, else its resource's.
+
+    Most items carry none of the keys; ``hasAny`` over the key array keeps the map lookups off them.
+    """
+    if not keys:
+        return "''"
+    listed = "[" + ", ".join(sql_string(key) for key in keys) + "]"
+    return f"if(hasAny({item_keys}, {listed}), {_first_value(keys, attrs)}, res_correlation)"
+
+
+def _resource_scope(
+    word: str, scope_items: str, item_alias: str, correlation_keys: Sequence[str] = ()
+) -> str:
     """FROM clause flattening resource_<word> -> scope_<word> -> items; resource maps are built once
     per resource, not once per item."""
     return f"""FROM (
-    SELECT res_attrs, res_types, service_name, ss.scope.name AS scope_name, ss.scope.version AS scope_version,
-           ss.{scope_items} AS items
+    SELECT res_attrs, res_types, service_name, res_correlation, ss.scope.name AS scope_name,
+           ss.scope.version AS scope_version, ss.{scope_items} AS items
     FROM (
         SELECT {attr_map("r.resource.attributes")} AS res_attrs,
                {attr_types("r.resource.attributes")} AS res_types,
                {_service("res_attrs")} AS service_name,
+               {_first_value(correlation_keys, "res_attrs")} AS res_correlation,
                r.scope_{word} AS scopes
         FROM {INPUT} ARRAY JOIN resource_{word} AS r
     ) ARRAY JOIN scopes AS ss
@@ -198,12 +241,12 @@ SELECT {_time("s.start_time_unix_nano")}, {_fixed("s.trace_id", 16)}, {_fixed("s
     if(s.end_time_unix_nano > s.start_time_unix_nano, s.end_time_unix_nano - s.start_time_unix_nano, 0),
     transform(s.status.code, [0, 1, 2], ['UNSET', 'OK', 'ERROR'], 'UNSET'), s.status.message,
     arrayMap(e -> {_time("e.time_unix_nano")}, s.events), s.events.name,
-    arrayMap(e -> {attr_map("e.attributes")}, s.events),
+    arrayMap(e -> {attr_map("e.attributes", full=False)}, s.events),
     arrayMap(l -> {_fixed("l.trace_id", 16)}, s.links), arrayMap(l -> {_fixed("l.span_id", 8)}, s.links),
-    s.links.trace_state, arrayMap(l -> {attr_map("l.attributes")}, s.links),
+    s.links.trace_state, arrayMap(l -> {attr_map("l.attributes", full=False)}, s.links),
     s.dropped_attributes_count, s.dropped_events_count, s.dropped_links_count,
-    {_correlation(correlation_keys, "span_attrs", "res_attrs")}
-{_resource_scope("spans", "spans", "s")}"""
+    {_correlation(correlation_keys, "s.attributes.key", "span_attrs")}
+{_resource_scope("spans", "spans", "s", correlation_keys)}"""
     return [IngestStatement("spans", sql)]
 
 
@@ -217,8 +260,8 @@ SELECT {_time("if(l.time_unix_nano != 0, l.time_unix_nano, l.observed_time_unix_
     l.severity_text, toUInt8(greatest(least(l.severity_number, 24), 0)), service_name,
     {any_value_text("l.body")}, {value_type("l.body")}, l.event_name, res_attrs, res_types, scope_name,
     scope_version, {attr_map("l.attributes")} AS log_attrs, {attr_types("l.attributes")},
-    l.dropped_attributes_count, {_correlation(correlation_keys, "log_attrs", "res_attrs")}
-{_resource_scope("logs", "log_records", "l")}"""
+    l.dropped_attributes_count, {_correlation(correlation_keys, "l.attributes.key", "log_attrs")}
+{_resource_scope("logs", "log_records", "l", correlation_keys)}"""
     return [IngestStatement("logs", sql)]
 
 
@@ -239,7 +282,7 @@ def _metric_values(point: str) -> str:
 def _exemplar_values(point: str) -> str:
     ex = f"{point}.exemplars"
     return (
-        f"arrayMap(x -> {attr_map('x.filtered_attributes')}, {ex}), "
+        f"arrayMap(x -> {attr_map('x.filtered_attributes', full=False)}, {ex}), "
         f"arrayMap(x -> {_time('x.time_unix_nano')}, {ex}), "
         f"arrayMap(x -> if(x.value = 'as_int', toFloat64(x.as_int), x.as_double), {ex}), "
         f"arrayMap(x -> {_fixed('x.span_id', 8)}, {ex}), arrayMap(x -> {_fixed('x.trace_id', 16)}, {ex})"

@@ -17,8 +17,9 @@ SELECT
     toString(toUnixTimestamp64Nano(timestamp)) AS start_time_unix_nano,
     duration,
     status_code, status_message,
-    resource_attributes, resource_attribute_types, scope_name, scope_version,
-    attributes, attribute_types,
+    -- Enum kinds arrive in Arrow as numbers; as text they name themselves.
+    resource_attributes, CAST(resource_attribute_types, 'Map(String, String)') AS resource_kinds,
+    scope_name, scope_version, attributes, CAST(attribute_types, 'Map(String, String)') AS kinds,
     arrayMap(t -> toString(toUnixTimestamp64Nano(t)), `events.timestamp`) AS event_times,
     `events.name` AS event_names,
     `events.attributes` AS event_attributes,
