@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import queue
@@ -32,6 +33,8 @@ class EmbeddedBackend:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._tmp = self.data_dir / "tmp-input"
         self._tmp.mkdir(exist_ok=True)
+        self._schemas = self.data_dir / "format-schemas"
+        self._schemas.mkdir(exist_ok=True)
         for stale in self._tmp.iterdir():
             stale.unlink()
         engine_dir = str(self.data_dir / "clickhouse")
@@ -75,6 +78,7 @@ class EmbeddedBackend:
     def insert_from(
         self, sql: str, data: bytes, fmt: str, structure: str, settings: Mapping[str, str | int]
     ) -> None:
+        settings = schema_as_file(settings, self._schemas)
         path = self._tmp / f"input-{os.getpid()}-{next(self._seq)}.bin"
         path.write_bytes(data)
         try:
@@ -105,3 +109,24 @@ class EmbeddedBackend:
 def _short(message: str, limit: int = 600) -> str:
     # Engine errors echo the whole statement, schema included; keep logs and responses readable.
     return message if len(message) <= limit else message[:limit] + f"... ({len(message)} chars)"
+
+
+def schema_as_file(settings: Mapping[str, str | int], directory: Path) -> dict[str, str | int]:
+    """Settings that point the engine at a schema file in ``directory`` instead of passing its text.
+
+    Given the text (``format_schema_source='string'``), chDB caches it in ``./__cache__`` under the
+    process's working directory; a file of our own keeps the working directory clean.
+    """
+    settings = dict(settings)
+    if settings.get("format_schema_source") != "string":
+        return settings
+    text = str(settings.pop("format_schema"))
+    del settings["format_schema_source"]
+    message = settings.pop("format_schema_message_name")
+    path = directory / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.proto"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    settings["format_schema"] = f"{path}:{message}"
+    return settings

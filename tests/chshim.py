@@ -46,6 +46,7 @@ from urllib.parse import parse_qsl, urlsplit
 from chdb import session as chdb_session
 
 from store.backend import sql_string
+from store.embedded import schema_as_file
 
 #: URL parameters that steer the HTTP exchange, not the query; a server consumes them itself.
 TRANSPORT_PARAMS = frozenset(
@@ -193,7 +194,10 @@ class ChShim:
             if self._session is None:
                 raise QueryFailed("shim is stopped", code=210)
             self._use_database(params.get("database"))
-            restore = self._apply_settings(settings)
+            # A server keeps schemas given as text in its own cache; so does the shim, in its data dir.
+            restore = self._apply_settings(
+                {str(k): str(v) for k, v in schema_as_file(settings, self._tmp).items()}
+            )
             try:
                 insert = _split_insert(full)
                 if insert is not None:
