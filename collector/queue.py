@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from collector.telemetry import CollectorMetrics
-from collector.wal import Record, WriteAheadLog
+from collector.wal import Record, WriteAheadLog, fsync_dir
 from store.backend import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -71,11 +71,7 @@ class Checkpoint:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(path.parent)
 
 
 class DurableQueue:
@@ -123,7 +119,7 @@ class DurableQueue:
 
     def _count_backlog(self) -> None:
         cursor = self.wal.cursor(self.checkpoint.flushed)
-        while batch := cursor.read(1 << 30, 256 << 20):
+        while batch := cursor.read(1 << 30, 64 << 20):
             self.pending_rows += sum(r.rows for r in batch)
             self.pending_bytes += sum(len(r.payload) for r in batch)
 
@@ -162,8 +158,8 @@ class DurableQueue:
     def _run(self) -> None:
         if self.checkpoint.pending:
             first, last, parts = self.checkpoint.pending
-            replay = self.wal.cursor(first).read(1 << 62, 1 << 62)
-            if not self._flush([r for r in replay if r.seq <= last], parts):
+            replay = self.wal.cursor(first).read(1 << 62, 1 << 62, stop_before=last + 1)
+            if not self._flush(replay, parts):
                 return
         cursor = self.wal.cursor(self.checkpoint.flushed)
         batch: list[Record] = []

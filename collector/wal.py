@@ -47,7 +47,8 @@ def _segment_name(first_seq: int) -> str:
     return f"{first_seq:020d}.wal"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a created, renamed or deleted file) durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -131,7 +132,7 @@ class WriteAheadLog:
             return open(segments[-1][1], "ab")
         path = self.directory / _segment_name(self._next_seq)
         f = open(path, "ab")
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         return f
 
     # -- appending ----------------------------------------------------------------------------
@@ -193,7 +194,7 @@ class WriteAheadLog:
         if self._file.tell() >= self.segment_bytes:
             self._file.close()
             self._file = open(self.directory / _segment_name(self._next_seq), "ab")
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         return seqs
 
     def _reopen_after_error(self) -> None:
@@ -260,9 +261,10 @@ class WalCursor:
                 break
             self._offset = end
 
-    def read(self, max_rows: int, max_bytes: int) -> list[Record]:
-        """Durable records from the cursor on, within the row and byte budgets (at least one)."""
-        limit = self.wal.durable_seq
+    def read(self, max_rows: int, max_bytes: int, stop_before: int | None = None) -> list[Record]:
+        """Durable records from the cursor on, within the row and byte budgets (at least one), and
+        before sequence number ``stop_before`` if given."""
+        limit = self.wal.durable_seq if stop_before is None else min(self.wal.durable_seq, stop_before)
         records: list[Record] = []
         rows = size = 0
         while self.next_seq < limit:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from typing import Any
@@ -86,8 +85,3 @@ def get_trace(backend: Backend, trace_id: str) -> list[dict[str, Any]]:
     params = {"trace_id": trace_id, "start": bounds[0]["start"], "end": bounds[0]["end"]}
     rows = backend.query_arrow(queries.TRACE_SPANS, params).to_pylist()
     return [_span(row) for row in rows]
-
-
-def decode_bytes(value: dict[str, str]) -> bytes:
-    """The bytes behind a ``{"bytes": base64}`` attribute value."""
-    return base64.b64decode(value["bytes"])

@@ -74,6 +74,7 @@ def test_segments_rotate_are_read_across_and_dropped(tmp_path: Path) -> None:
     assert [r.seq for r in first] == [5, 6, 7, 8]
     assert [r.seq for r in rest] == list(range(9, 20))
     assert cursor.read(10, 1 << 20) == []
+    assert [r.seq for r in wal.cursor(5).read(100, 1 << 20, stop_before=8)] == [5, 6, 7]
     wal.append(b"late", 1)
     assert [r.payload for r in cursor.read(10, 1 << 20)] == [b"late"]
     deleted = wal.drop_before(15)
