@@ -1,5 +1,7 @@
 -- Spans, one row each. Ordered for "this service over this time range"; a trace-id bloom filter and
 -- the trace_index table below serve "this trace".
+-- min_bytes_for_wide_part: inserted batches (tens of MB) stay compact parts, one file instead of one
+-- per column, until merges make them large; measured 5-8% more ingest (docs/ingest.md).
 CREATE TABLE IF NOT EXISTS spans (
     timestamp DateTime64(9, 'UTC') CODEC(Delta(8), ZSTD(1)),
     trace_id FixedString(16) CODEC(ZSTD(1)),
@@ -41,7 +43,7 @@ CREATE TABLE IF NOT EXISTS spans (
 PARTITION BY toDate(timestamp)
 ORDER BY (service_name, timestamp)
 TTL toDateTime(timestamp) + toIntervalDay(7)
-SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000;
+SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000, min_bytes_for_wide_part = 268435456;
 
 -- trace_id -> time bounds, so one trace is fetched from the few parts and days that hold it.
 CREATE TABLE IF NOT EXISTS trace_index (
@@ -52,7 +54,7 @@ CREATE TABLE IF NOT EXISTS trace_index (
 PARTITION BY toDate(start)
 ORDER BY (trace_id, start)
 TTL toDateTime(start) + toIntervalDay(7)
-SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000;
+SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000, min_bytes_for_wide_part = 268435456;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS trace_index_mv TO trace_index AS
 SELECT trace_id, min(timestamp) AS start, max(timestamp + toIntervalNanosecond(duration)) AS end

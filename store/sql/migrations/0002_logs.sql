@@ -25,4 +25,4 @@ CREATE TABLE IF NOT EXISTS logs (
 PARTITION BY toDate(timestamp)
 ORDER BY (service_name, timestamp)
 TTL toDateTime(timestamp) + toIntervalDay(7)
-SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000;
+SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000, min_bytes_for_wide_part = 268435456;

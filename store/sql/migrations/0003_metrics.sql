@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS metrics_gauge (
 PARTITION BY toDate(timestamp)
 ORDER BY (service_name, metric_name, timestamp)
 TTL toDateTime(timestamp) + toIntervalDay(7)
-SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000;
+SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000, min_bytes_for_wide_part = 268435456;
 
 CREATE TABLE IF NOT EXISTS metrics_sum (
     service_name LowCardinality(String) CODEC(ZSTD(1)),
@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS metrics_sum (
 PARTITION BY toDate(timestamp)
 ORDER BY (service_name, metric_name, timestamp)
 TTL toDateTime(timestamp) + toIntervalDay(7)
-SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000;
+SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000, min_bytes_for_wide_part = 268435456;
 
 CREATE TABLE IF NOT EXISTS metrics_histogram (
     service_name LowCardinality(String) CODEC(ZSTD(1)),
@@ -83,7 +83,7 @@ CREATE TABLE IF NOT EXISTS metrics_histogram (
 PARTITION BY toDate(timestamp)
 ORDER BY (service_name, metric_name, timestamp)
 TTL toDateTime(timestamp) + toIntervalDay(7)
-SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000;
+SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000, min_bytes_for_wide_part = 268435456;
 
 CREATE TABLE IF NOT EXISTS metrics_exponential_histogram (
     service_name LowCardinality(String) CODEC(ZSTD(1)),
@@ -120,7 +120,7 @@ CREATE TABLE IF NOT EXISTS metrics_exponential_histogram (
 PARTITION BY toDate(timestamp)
 ORDER BY (service_name, metric_name, timestamp)
 TTL toDateTime(timestamp) + toIntervalDay(7)
-SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000;
+SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000, min_bytes_for_wide_part = 268435456;
 
 CREATE TABLE IF NOT EXISTS metrics_summary (
     service_name LowCardinality(String) CODEC(ZSTD(1)),
@@ -142,4 +142,4 @@ CREATE TABLE IF NOT EXISTS metrics_summary (
 PARTITION BY toDate(timestamp)
 ORDER BY (service_name, metric_name, timestamp)
 TTL toDateTime(timestamp) + toIntervalDay(7)
-SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000;
+SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000, min_bytes_for_wide_part = 268435456;
