@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     if not args.output.exists():
         args.output.write_text(
-            "# Benchmarks\n\nAppended by `make bench`; newest last. Figures from one run each.\n\n"
+            "# Benchmarks\n\nAppended by `make bench`; newest last. Each entry is one run of the command it names.\n\n"
         )
     with open(args.output, "a") as f:
         f.write(text + "\n")

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -22,6 +23,18 @@ from store.sql import queries
 from ui import api
 
 log = logging.getLogger("sloscope")
+
+
+class StartupError(RuntimeError):
+    """sloscope cannot start as configured; the message says what to change."""
+
+
+def _listen(host: str, port: int, setting: str) -> socket.socket:
+    # Binding here, not in uvicorn, turns a taken port into one clear error instead of a traceback.
+    try:
+        return socket.create_server((host, port))
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {host}:{port} ({setting}): {exc.strerror or exc}") from exc
 
 
 class _Server(uvicorn.Server):
@@ -57,6 +70,7 @@ class SloscopeServer:
         wal_root = settings.data_dir / "wal"
         self.queues = {s: DurableQueue(s, wal_root / s, writer, self.metrics, limits) for s in SIGNALS}
         self._servers: list[_Server] = []
+        self.otlp_url = self.api_url = ""
         self._demo = None
 
     def readiness(self) -> list[str]:
@@ -74,11 +88,9 @@ class SloscopeServer:
         ]
         return problems
 
-    def _uvicorn(self, app: object, port: int) -> _Server:
+    def _uvicorn(self, app: object) -> _Server:
         config = uvicorn.Config(
             app,
-            host=self.settings.host,
-            port=port,
             log_config=None,
             access_log=False,
             lifespan="off",
@@ -88,44 +100,41 @@ class SloscopeServer:
 
     async def serve(self, handle_signals: bool = True) -> None:
         """Run until SIGINT or SIGTERM (or ``request_stop``); ``close`` then drains and closes."""
+        host = self.settings.host
+        otlp_socket = _listen(host, self.settings.otlp_http_port, "otlp_http_port")
+        api_socket = _listen(host, self.settings.api_port, "api_port")
+        self.otlp_url = f"http://{host}:{otlp_socket.getsockname()[1]}"
+        self.api_url = f"http://{host}:{api_socket.getsockname()[1]}"
         for queue in self.queues.values():
             queue.start()
         otlp_app = otlp_http.create_app(
             self.queues, self.metrics, otlp_http.HttpLimits(max_body_bytes=self.settings.max_body_bytes)
         )
         api_app = api.create_app(self.backend, self.registry, self.readiness)
-        self._servers = [
-            self._uvicorn(otlp_app, self.settings.otlp_http_port),
-            self._uvicorn(api_app, self.settings.api_port),
-        ]
+        self._servers = [self._uvicorn(otlp_app), self._uvicorn(api_app)]
         if handle_signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.request_stop)
-        tasks = [asyncio.create_task(server.serve()) for server in self._servers]
+        tasks = [
+            asyncio.create_task(server.serve(sockets=[sock]))
+            for server, sock in zip(self._servers, (otlp_socket, api_socket), strict=True)
+        ]
         while not all(server.started for server in self._servers):
-            if any(task.done() for task in tasks):  # a port was taken: uvicorn logged why
-                self.request_stop()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                raise SystemExit(1)
             await asyncio.sleep(0.02)
-        self._announce()
+        print(
+            f"sloscope is up: API and UI at {self.api_url}/  OTLP/HTTP at {self.otlp_url}  "
+            f"store: {self.settings.store_label}",
+            flush=True,
+        )
         if self.settings.demo:
             self._start_demo()
         await asyncio.gather(*tasks)
 
-    def _announce(self) -> None:
-        host = self.settings.host
-        print(
-            f"sloscope is up: API and UI at http://{host}:{self.settings.api_port}/  "
-            f"OTLP/HTTP at http://{host}:{self.settings.otlp_http_port}  store: {self.settings.store_label}",
-            flush=True,
-        )
-
     def _start_demo(self) -> None:
         from sloscope.demo import Demo, DemoConfig
 
-        endpoint = f"http://{self.settings.host}:{self.settings.otlp_http_port}"
+        endpoint = self.otlp_url
         self._demo = Demo(DemoConfig(endpoint=endpoint, rate=self.settings.demo_rate))
         self._demo.start()
         log.info("demo traffic started", extra={"endpoint": endpoint, "rate": self.settings.demo_rate})

@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from sloscope import logs, settings
+from sloscope.app import StartupError
 from store import StoreError, StoreUnavailable
 
 
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
         app.run(config)
         return 0
-    except (StoreUnavailable, StoreError) as exc:
+    except (StoreUnavailable, StoreError, StartupError) as exc:
         print(f"sloscope: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -104,5 +104,9 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"log_format: must be 'text' or 'json', got {s.log_format!r}")
     if s.batch_rows < 1 or s.batch_delay <= 0 or s.insert_parallelism < 1:
         raise SettingsError("batch_rows, batch_delay and insert_parallelism must be positive")
+    if s.clickhouse_url and not s.clickhouse_url.startswith(("http://", "https://")):
+        raise SettingsError(
+            "clickhouse_url: must start with http:// or https:// (the server's HTTP interface)"
+        )
     if s.max_body_bytes < 1024:
         raise SettingsError(f"max_body_bytes: {s.max_body_bytes} is too small (at least 1024)")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from store.backend import Backend
+from store.sql import queries
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,10 @@ def split_statements(text: str) -> list[str]:
 
 def applied_versions(backend: Backend) -> set[int]:
     """Versions already recorded (empty before the first migration created the table)."""
-    exists = backend.query_arrow(
-        "SELECT count() AS n FROM system.tables WHERE database = currentDatabase() AND name = 'schema_migrations'"
-    )
+    exists = backend.query_arrow(queries.MIGRATIONS_TABLE_EXISTS)
     if exists.column("n")[0].as_py() == 0:
         return set()
-    rows = backend.query_arrow("SELECT DISTINCT version FROM schema_migrations")
+    rows = backend.query_arrow(queries.APPLIED_MIGRATIONS)
     return {int(v) for v in rows.column("version").to_pylist()}
 
 
@@ -73,10 +72,7 @@ def migrate(backend: Backend) -> list[int]:
             continue
         for statement in migration.statements:
             backend.command(statement)
-        backend.command(
-            "INSERT INTO schema_migrations (version, name) VALUES ({version:UInt32}, {name:String})",
-            {"version": migration.version, "name": migration.name},
-        )
+        backend.command(queries.RECORD_MIGRATION, {"version": migration.version, "name": migration.name})
         log.info("applied migration", extra={"version": migration.version, "migration": migration.name})
         applied.append(migration.version)
     return applied
@@ -98,16 +94,9 @@ def ensure_retention(backend: Backend, days: int) -> list[str]:
         raise ValueError("retention must be at least one day")
     changed = []
     for table, column in TTL_COLUMNS.items():
-        engine = (
-            backend.query_arrow(
-                "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
-                {"t": table},
-            )
-            .column("engine_full")[0]
-            .as_py()
-        )
+        engine = backend.query_arrow(queries.TABLE_ENGINE, {"table": table}).column("engine_full")[0].as_py()
         if f"toIntervalDay({days})" in engine:
             continue
-        backend.command(f"ALTER TABLE {table} MODIFY TTL toDateTime({column}) + toIntervalDay({int(days)})")
+        backend.command(queries.MODIFY_TTL.format(table=table, column=column, days=int(days)))
         changed.append(table)
     return changed

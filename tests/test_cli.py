@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +43,8 @@ def test_no_command_is_an_error() -> None:
 def test_bad_flag_and_bad_environment_name_the_setting(tmp_path: Path) -> None:
     result = run("serve", "--data-dir", str(tmp_path), "--api-port", "70000")
     assert result.returncode == 2 and "api_port: 70000 is not a TCP port" in result.stderr
+    result = run("serve", "--clickhouse-url", "tcp://db:9000")
+    assert result.returncode == 2 and "clickhouse_url: must start with http:// or https://" in result.stderr
     result = run("serve", "--data-dir", str(tmp_path), env={"SLOSCOPE_OTLP_HTTP_PORT": "four"})
     assert result.returncode == 2 and "SLOSCOPE_OTLP_HTTP_PORT: cannot use 'four'" in result.stderr
 
@@ -62,6 +66,24 @@ def test_second_server_on_the_same_data_dir_says_why_it_cannot_start(tmp_path: P
         assert "sloscope: error: cannot open embedded store" in result.stderr
     finally:
         assert server.stop() == 0
+
+
+def test_taken_port_is_one_clear_error(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run("serve", "--data-dir", str(tmp_path), "--otlp-http-port", str(port), "--api-port", "0")
+    assert result.returncode == 1
+    assert f"sloscope: error: cannot listen on 127.0.0.1:{port} (otlp_http_port)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_json_logs_are_one_object_per_line_with_level_and_fields(tmp_path: Path) -> None:
+    result = run("migrate", "--data-dir", str(tmp_path), env={"SLOSCOPE_LOG_FORMAT": "json"})
+    assert result.returncode == 0
+    entries = [json.loads(line) for line in result.stderr.splitlines()]
+    applied = [e for e in entries if e["message"] == "applied migration"]
+    assert [e["version"] for e in applied] == [0, 1, 2, 3]
+    assert {e["level"] for e in applied} == {"info"} and all(e["time"].endswith("Z") for e in applied)
 
 
 def test_ci_fails_when_pytest_collects_no_test() -> None:

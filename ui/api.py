@@ -22,6 +22,20 @@ def create_app(
     """The API application. ``readiness`` returns the reasons the server is not ready (none: ready)."""
     app = FastAPI(title="sloscope", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
 
+    @app.get("/")
+    def index() -> dict[str, Any]:
+        """What this server offers (the web UI arrives in a later release)."""
+        return {
+            "name": "sloscope",
+            "endpoints": {
+                "health": "/healthz",
+                "readiness": "/readyz",
+                "metrics": "/metrics",
+                "trace": "/api/v1/traces/{trace_id}",
+                "api_docs": "/api/docs",
+            },
+        }
+
     @app.get("/healthz", response_class=PlainTextResponse)
     def healthz() -> str:
         """The process is up."""

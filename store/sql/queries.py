@@ -36,3 +36,20 @@ ORDER BY timestamp, span_id
 """
 
 PING = "SELECT 1 AS ok"
+
+# -- schema migrations -------------------------------------------------------------------------
+
+MIGRATIONS_TABLE_EXISTS = """
+SELECT count() AS n FROM system.tables WHERE database = currentDatabase() AND name = 'schema_migrations'
+"""
+
+APPLIED_MIGRATIONS = "SELECT DISTINCT version FROM schema_migrations"
+
+RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name) VALUES ({version:UInt32}, {name:String})"
+
+TABLE_ENGINE = """
+SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {table:String}
+"""
+
+# Table and column are our constants (store.migrations.TTL_COLUMNS); DDL takes no parameters.
+MODIFY_TTL = "ALTER TABLE {table} MODIFY TTL toDateTime({column}) + toIntervalDay({days})"
