@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
+import threading
 from collections.abc import Iterator
 
 import uvicorn
@@ -140,7 +141,15 @@ class SloscopeServer:
         log.info("demo traffic started", extra={"endpoint": endpoint, "rate": self.settings.demo_rate})
 
     def request_stop(self) -> None:
-        """Begin a graceful shutdown (idempotent)."""
+        """Begin a graceful shutdown (idempotent): the demo's last export first, then the listeners."""
+        demo, self._demo = self._demo, None
+        if demo is None:
+            self._exit_servers()
+            return
+        # The demo's final export is answered by this event loop: stop it from another thread.
+        threading.Thread(target=lambda: (demo.stop(), self._exit_servers()), daemon=True).start()
+
+    def _exit_servers(self) -> None:
         for server in self._servers:
             server.should_exit = True
 
