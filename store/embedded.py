@@ -125,7 +125,8 @@ def schema_as_file(settings: Mapping[str, str | int], directory: Path) -> dict[s
     message = settings.pop("format_schema_message_name")
     path = directory / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.proto"
     if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        # Flushers of several signals may write the same schema at once: each its own temporary file.
+        tmp = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
         tmp.write_text(text)
         tmp.replace(path)
     settings["format_schema"] = f"{path}:{message}"
