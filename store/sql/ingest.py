@@ -105,6 +105,17 @@ def _leaf_json(v: str) -> str:
     )
 
 
+def _scalar_branches(v: str) -> str:
+    """multiIf branches rendering the scalar kinds of AnyValue ``v`` as text."""
+    return (
+        f"{v}.value = 'string_value', {v}.string_value, "
+        f"{v}.value = 'bool_value', if({v}.bool_value, 'true', 'false'), "
+        f"{v}.value = 'int_value', toString({v}.int_value), "
+        f"{v}.value = 'double_value', toString({v}.double_value), "
+        f"{v}.value = 'bytes_value', base64Encode({v}.bytes_value)"
+    )
+
+
 def any_value_text(v: str) -> str:
     """SQL rendering an AnyValue as text: strings as is, scalars as literals, arrays/kvlists as JSON."""
     array_json = (
@@ -115,11 +126,7 @@ def any_value_text(v: str) -> str:
         f"{_leaf_json('kv.value')}), {v}.kvlist_value.values), ','), '}}')"
     )
     return (
-        f"multiIf({v}.value = 'string_value', {v}.string_value, "
-        f"{v}.value = 'bool_value', if({v}.bool_value, 'true', 'false'), "
-        f"{v}.value = 'int_value', toString({v}.int_value), "
-        f"{v}.value = 'double_value', toString({v}.double_value), "
-        f"{v}.value = 'bytes_value', base64Encode({v}.bytes_value), "
+        f"multiIf({_scalar_branches(v)}, "
         f"{v}.value = 'array_value', {array_json}, "
         f"{v}.value = 'kvlist_value', {kvlist_json}, '')"
     )
@@ -132,11 +139,7 @@ def scalar_value_text(v: str) -> str:
     rendering cost ~10 ms of query planning each, paid on every insert.
     """
     return (
-        f"multiIf({v}.value = 'string_value', {v}.string_value, "
-        f"{v}.value = 'bool_value', if({v}.bool_value, 'true', 'false'), "
-        f"{v}.value = 'int_value', toString({v}.int_value), "
-        f"{v}.value = 'double_value', toString({v}.double_value), "
-        f"{v}.value = 'bytes_value', base64Encode({v}.bytes_value), "
+        f"multiIf({_scalar_branches(v)}, "
         f"{v}.value = 'array_value', toJSONString({v}.array_value.values), "
         f"{v}.value = 'kvlist_value', toJSONString({v}.kvlist_value.values), '')"
     )
