@@ -6,7 +6,6 @@ of the request. A request is answered 200 only after its data is in the write-ah
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import zlib
 from dataclasses import dataclass
@@ -15,23 +14,18 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from collector import decode, otlp_json
-from collector.queue import DurableQueue, QueueFull
-from collector.telemetry import CollectorMetrics
-from collector.wal import WalClosed
+from collector.intake import Intake, Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _CONTENT_TYPES = {PROTOBUF: False, "application/protobuf": False, JSON: True}
-# Small protobuf bodies decode faster inline than the hop to a worker thread costs.
-_INLINE_DECODE_BYTES = 256 << 10
 
 
 @dataclass(frozen=True)
@@ -84,8 +78,10 @@ def _gunzip(body: bytes, limit: int) -> bytes:
     return out
 
 
-def create_app(queues: dict[str, DurableQueue], metrics: CollectorMetrics, limits: HttpLimits) -> Starlette:
-    """The OTLP/HTTP application writing into ``queues`` (one per signal)."""
+def create_app(intake: Intake, limits: HttpLimits) -> Starlette:
+    """The OTLP/HTTP application handing requests to ``intake``."""
+    metrics = intake.metrics
+    retry = {"Retry-After": str(limits.retry_after_seconds)}
 
     async def export(request: Request, signal: str) -> Response:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -106,14 +102,15 @@ def create_app(queues: dict[str, DurableQueue], metrics: CollectorMetrics, limit
                 raise _Reject(
                     415, code_pb2.INVALID_ARGUMENT, f"unsupported content encoding {encoding!r}: use gzip"
                 )
-            decoded = await _decode(signal, body, is_json)
-            metrics.received.labels(signal).inc(decoded.items + decoded.rejected)
-            if decoded.rejected:
-                metrics.rejected.labels(signal, "invalid").inc(decoded.rejected)
-            if decoded.items:
-                await _enqueue(queues[signal], decoded, signal)
-                metrics.accepted.labels(signal).inc(decoded.items)
-            reply = decode.response(signal, decoded.rejected, decoded.message)
+            try:
+                decoded = await intake.decode(signal, body, is_json)
+                reply = await intake.accept(signal, decoded)
+            except decode.BadRequest as exc:
+                raise _Reject(400, code_pb2.INVALID_ARGUMENT, str(exc)) from exc
+            except Overloaded as exc:
+                raise _Reject(429, code_pb2.RESOURCE_EXHAUSTED, str(exc), retry) from exc
+            except Unavailable as exc:
+                raise _Reject(503, code_pb2.UNAVAILABLE, str(exc), retry) from exc
             content, media = _encode(reply, is_json)
             metrics.requests.labels(signal, "http", "200").inc()
             return Response(content, 200, media_type=media)
@@ -124,30 +121,6 @@ def create_app(queues: dict[str, DurableQueue], metrics: CollectorMetrics, limit
             )
             content, media = _encode(status_pb2.Status(code=reject.code, message=reject.message), is_json)
             return Response(content, reject.status, headers=reject.headers, media_type=media)
-
-    async def _decode(signal: str, body: bytes, is_json: bool) -> decode.Decoded:
-        def work() -> decode.Decoded:
-            request = decode.parse(signal, body, is_json)
-            return decode.check(signal, request, None if is_json else body)
-
-        try:
-            if is_json or len(body) > _INLINE_DECODE_BYTES:
-                return await run_in_threadpool(work)
-            return work()
-        except decode.BadRequest as exc:
-            raise _Reject(400, code_pb2.INVALID_ARGUMENT, str(exc)) from exc
-
-    async def _enqueue(queue: DurableQueue, decoded: decode.Decoded, signal: str) -> None:
-        retry = {"Retry-After": str(limits.retry_after_seconds)}
-        try:
-            future = queue.submit(decoded.payload, decoded.items)
-            await asyncio.wrap_future(future)
-        except QueueFull as exc:
-            metrics.rejected.labels(signal, "queue_full").inc(decoded.items)
-            raise _Reject(429, code_pb2.RESOURCE_EXHAUSTED, f"{exc}; retry later", retry) from exc
-        except (WalClosed, OSError) as exc:
-            metrics.rejected.labels(signal, "unavailable").inc(decoded.items)
-            raise _Reject(503, code_pb2.UNAVAILABLE, f"cannot store data durably: {exc}", retry) from exc
 
     def route(signal: str) -> Route:
         async def endpoint(request: Request) -> Response:

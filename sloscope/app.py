@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from collector import otlp_http
 from collector.decode import SIGNALS
+from collector.intake import Intake
 from collector.queue import DurableQueue, QueueLimits
 from collector.telemetry import CollectorMetrics
 from sloscope.settings import Settings
@@ -108,8 +109,9 @@ class SloscopeServer:
         self.api_url = f"http://{host}:{api_socket.getsockname()[1]}"
         for queue in self.queues.values():
             queue.start()
+        intake = Intake(self.queues, self.metrics)
         otlp_app = otlp_http.create_app(
-            self.queues, self.metrics, otlp_http.HttpLimits(max_body_bytes=self.settings.max_body_bytes)
+            intake, otlp_http.HttpLimits(max_body_bytes=self.settings.max_body_bytes)
         )
         api_app = api.create_app(self.backend, self.registry, self.readiness)
         self._servers = [self._uvicorn(otlp_app), self._uvicorn(api_app)]

@@ -1,0 +1,68 @@
+"""What every receiver does with a request once it has bytes: check, count, queue, wait until durable.
+
+Receivers differ in transport (OTLP/HTTP, OTLP/gRPC, Zipkin); each maps the exceptions below to its
+own status codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+from starlette.concurrency import run_in_threadpool
+
+from collector import decode
+from collector.queue import DurableQueue, QueueFull
+from collector.telemetry import CollectorMetrics
+from collector.wal import WalClosed
+
+# Small protobuf bodies decode faster inline than the hop to a worker thread costs.
+_INLINE_DECODE_BYTES = 256 << 10
+
+
+class Overloaded(RuntimeError):
+    """The queue is full: retry later (HTTP 429, gRPC RESOURCE_EXHAUSTED)."""
+
+
+class Unavailable(RuntimeError):
+    """The data cannot be made durable now (HTTP 503, gRPC UNAVAILABLE)."""
+
+
+@dataclass(frozen=True)
+class Intake:
+    """The durable queues of all signals and the metrics that count what passes through."""
+
+    queues: dict[str, DurableQueue]
+    metrics: CollectorMetrics
+
+    async def decode(self, signal: str, body: bytes, is_json: bool) -> decode.Decoded:
+        """Parse and check a body; raises ``decode.BadRequest`` when it is not a valid request."""
+
+        def work() -> decode.Decoded:
+            request = decode.parse(signal, body, is_json)
+            return decode.check(signal, request, None if is_json else body)
+
+        if is_json or len(body) > _INLINE_DECODE_BYTES:
+            return await run_in_threadpool(work)
+        return work()
+
+    async def accept(self, signal: str, decoded: decode.Decoded) -> Message:
+        """Count ``decoded``, make its valid items durable, and return the Export*ServiceResponse.
+
+        Raises Overloaded or Unavailable; nothing is acknowledged then.
+        """
+        self.metrics.received.labels(signal).inc(decoded.items + decoded.rejected)
+        if decoded.rejected:
+            self.metrics.rejected.labels(signal, "invalid").inc(decoded.rejected)
+        if decoded.items:
+            try:
+                await asyncio.wrap_future(self.queues[signal].submit(decoded.payload, decoded.items))
+            except QueueFull as exc:
+                self.metrics.rejected.labels(signal, "queue_full").inc(decoded.items)
+                raise Overloaded(f"{exc}; retry later") from exc
+            except (WalClosed, OSError) as exc:
+                self.metrics.rejected.labels(signal, "unavailable").inc(decoded.items)
+                raise Unavailable(f"cannot store data durably: {exc}") from exc
+            self.metrics.accepted.labels(signal).inc(decoded.items)
+        return decode.response(signal, decoded.rejected, decoded.message)
