@@ -51,10 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     _store_flags(serve)
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--otlp-http-port", type=int, help="OTLP/HTTP port (default 4318)")
+    serve.add_argument("--otlp-grpc-port", type=int, help="OTLP/gRPC port (default 4317)")
+    serve.add_argument("--zipkin-port", type=int, help="Zipkin v2 JSON port (default 9411)")
     serve.add_argument("--api-port", type=int, help="API and UI port (default 8080)")
     serve.add_argument("--retention-days", type=int, help="days of data to keep (default 7)")
     serve.add_argument(
-        "--max-body-bytes", type=int, help="largest accepted export, after decompression (default 16 MiB)"
+        "--max-body-bytes",
+        type=int,
+        help="largest accepted export or gRPC message, after decompression (default 16 MiB)",
     )
     serve.add_argument(
         "--max-queue-bytes",

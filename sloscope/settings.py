@@ -24,6 +24,8 @@ class Settings:
     clickhouse_url: str = ""
     host: str = "127.0.0.1"
     otlp_http_port: int = 4318
+    otlp_grpc_port: int = 4317
+    zipkin_port: int = 9411
     api_port: int = 8080
     retention_days: int = 7
     correlation_keys: tuple[str, ...] = DEFAULT_CORRELATION_KEYS
@@ -63,6 +65,8 @@ _KINDS: dict[str, type] = {
     "clickhouse_url": str,
     "host": str,
     "otlp_http_port": int,
+    "otlp_grpc_port": int,
+    "zipkin_port": int,
     "api_port": int,
     "retention_days": int,
     "correlation_keys": tuple,
@@ -94,7 +98,7 @@ def load(overrides: dict[str, object] | None = None, environ: dict[str, str] | N
 
 
 def _validate(s: Settings) -> None:
-    for name in ("otlp_http_port", "api_port"):
+    for name in ("otlp_http_port", "otlp_grpc_port", "zipkin_port", "api_port"):
         port = getattr(s, name)
         if not 0 <= port <= 65535:
             raise SettingsError(f"{name}: {port} is not a TCP port")

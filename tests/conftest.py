@@ -81,6 +81,8 @@ def sloscope(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
     overrides = {
         "data_dir": tmp_path_factory.mktemp("data"),
         "otlp_http_port": free_port(),
+        "otlp_grpc_port": free_port(),
+        "zipkin_port": free_port(),
         "api_port": free_port(),
         "batch_delay": 0.1,
     }
@@ -139,6 +141,10 @@ def start_subprocess(
         str(otlp_port),
         "--api-port",
         str(api_port),
+        "--otlp-grpc-port",
+        str(free_port()),
+        "--zipkin-port",
+        str(free_port()),
         *flags,
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLOSCOPE_")}
