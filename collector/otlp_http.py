@@ -7,7 +7,6 @@ of the request. A request is answered 200 only after its data is in the write-ah
 from __future__ import annotations
 
 import logging
-import zlib
 from dataclasses import dataclass
 
 from google.protobuf import json_format
@@ -19,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from collector import decode, otlp_json
+from collector.http_body import Reject, gunzip, read_body
 from collector.intake import Intake, Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
@@ -34,48 +34,12 @@ class HttpLimits:
     retry_after_seconds: int = 1
 
 
-class _Reject(Exception):
-    def __init__(self, status: int, code: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
-
-
 def _encode(message: Message, is_json: bool) -> tuple[bytes, str]:
     if is_json:
         if isinstance(message, status_pb2.Status):
             return json_format.MessageToJson(message, indent=None).encode(), JSON
         return otlp_json.response_json(message), JSON
     return message.SerializeToString(), PROTOBUF
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _Reject(
-            413, code_pb2.INVALID_ARGUMENT, f"request body of {declared} bytes exceeds the limit of {limit}"
-        )
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _Reject(413, code_pb2.INVALID_ARGUMENT, f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _gunzip(body: bytes, limit: int) -> bytes:
-    # Decompress at most limit+1 bytes, so a small bomb cannot expand into memory.
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise _Reject(400, code_pb2.INVALID_ARGUMENT, f"body is not valid gzip: {exc}") from exc
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise _Reject(413, code_pb2.INVALID_ARGUMENT, f"decompressed body exceeds the limit of {limit} bytes")
-    if not inflater.eof:
-        raise _Reject(400, code_pb2.INVALID_ARGUMENT, "body is not valid gzip: truncated stream")
-    return out
 
 
 def create_app(intake: Intake, limits: HttpLimits) -> Starlette:
@@ -89,32 +53,32 @@ def create_app(intake: Intake, limits: HttpLimits) -> Starlette:
         try:
             if content_type not in _CONTENT_TYPES:
                 is_json = True  # the client cannot read protobuf it did not send: explain in JSON
-                raise _Reject(
+                raise Reject(
                     415,
                     code_pb2.INVALID_ARGUMENT,
                     f"unsupported content type {content_type or '(none)'!r}: use {PROTOBUF} or {JSON}",
                 )
-            body = await _read_body(request, limits.max_body_bytes)
+            body = await read_body(request, limits.max_body_bytes)
             encoding = request.headers.get("content-encoding", "identity").strip().lower()
             if encoding in ("gzip", "x-gzip"):
-                body = _gunzip(body, limits.max_body_bytes)
+                body = gunzip(body, limits.max_body_bytes)
             elif encoding not in ("identity", ""):
-                raise _Reject(
+                raise Reject(
                     415, code_pb2.INVALID_ARGUMENT, f"unsupported content encoding {encoding!r}: use gzip"
                 )
             try:
                 decoded = await intake.decode(signal, body, is_json)
                 reply = await intake.accept(signal, decoded)
             except decode.BadRequest as exc:
-                raise _Reject(400, code_pb2.INVALID_ARGUMENT, str(exc)) from exc
+                raise Reject(400, code_pb2.INVALID_ARGUMENT, str(exc)) from exc
             except Overloaded as exc:
-                raise _Reject(429, code_pb2.RESOURCE_EXHAUSTED, str(exc), retry) from exc
+                raise Reject(429, code_pb2.RESOURCE_EXHAUSTED, str(exc), retry) from exc
             except Unavailable as exc:
-                raise _Reject(503, code_pb2.UNAVAILABLE, str(exc), retry) from exc
+                raise Reject(503, code_pb2.UNAVAILABLE, str(exc), retry) from exc
             content, media = _encode(reply, is_json)
             metrics.requests.labels(signal, "http", "200").inc()
             return Response(content, 200, media_type=media)
-        except _Reject as reject:
+        except Reject as reject:
             metrics.requests.labels(signal, "http", str(reject.status)).inc()
             log.info(
                 "export rejected", extra={"signal": signal, "status": reject.status, "reason": reject.message}

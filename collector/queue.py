@@ -135,7 +135,9 @@ class DurableQueue:
         """Queue a request for the log; raises QueueFull when the backlog is at its limit."""
         size = len(payload)
         with self._lock:
-            if self.pending_bytes + self._reserved + size > self.limits.max_queue_bytes:
+            backlog = self.pending_bytes + self._reserved
+            # An empty queue takes any one request, or one larger than the limit could never land.
+            if backlog and backlog + size > self.limits.max_queue_bytes:
                 raise QueueFull(f"{self.signal} queue holds {self.pending_bytes} bytes not yet stored")
             self._reserved += size
         future = self.wal.submit(payload, rows)

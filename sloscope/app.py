@@ -10,10 +10,11 @@ import socket
 import threading
 from collections.abc import Iterator
 
+import grpc
 import uvicorn
 from prometheus_client import CollectorRegistry
 
-from collector import otlp_http
+from collector import otlp_grpc, otlp_http, zipkin
 from collector.decode import SIGNALS
 from collector.intake import Intake
 from collector.queue import DurableQueue, QueueLimits
@@ -72,7 +73,8 @@ class SloscopeServer:
         wal_root = settings.data_dir / "wal"
         self.queues = {s: DurableQueue(s, wal_root / s, writer, self.metrics, limits) for s in SIGNALS}
         self._servers: list[_Server] = []
-        self.otlp_url = self.api_url = ""
+        self.otlp_url = self.api_url = self.zipkin_url = self.otlp_grpc_address = ""
+        self._grpc: grpc.aio.Server | None = None
         self._demo = None
 
     def readiness(self) -> list[str]:
@@ -105,34 +107,47 @@ class SloscopeServer:
         host = self.settings.host
         otlp_socket = _listen(host, self.settings.otlp_http_port, "otlp_http_port")
         api_socket = _listen(host, self.settings.api_port, "api_port")
+        zipkin_socket = _listen(host, self.settings.zipkin_port, "zipkin_port")
         self.otlp_url = f"http://{host}:{otlp_socket.getsockname()[1]}"
         self.api_url = f"http://{host}:{api_socket.getsockname()[1]}"
+        self.zipkin_url = f"http://{host}:{zipkin_socket.getsockname()[1]}"
         for queue in self.queues.values():
             queue.start()
         intake = Intake(self.queues, self.metrics)
+        # grpc.aio binds to the running loop, and stops a server that is garbage collected: keep it.
+        self._grpc = otlp_grpc.create_server(intake, self.settings.max_body_bytes)
+        try:
+            grpc_port = await otlp_grpc.start(self._grpc, host, self.settings.otlp_grpc_port)
+        except OSError as exc:
+            raise StartupError(f"{exc} (otlp_grpc_port)") from exc
+        self.otlp_grpc_address = f"{host}:{grpc_port}"
         otlp_app = otlp_http.create_app(
             intake, otlp_http.HttpLimits(max_body_bytes=self.settings.max_body_bytes)
         )
         api_app = api.create_app(self.backend, self.registry, self.readiness)
-        self._servers = [self._uvicorn(otlp_app), self._uvicorn(api_app)]
+        zipkin_app = zipkin.create_app(intake, max_body_bytes=self.settings.max_body_bytes)
+        self._servers = [self._uvicorn(otlp_app), self._uvicorn(api_app), self._uvicorn(zipkin_app)]
         if handle_signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.request_stop)
         tasks = [
             asyncio.create_task(server.serve(sockets=[sock]))
-            for server, sock in zip(self._servers, (otlp_socket, api_socket), strict=True)
+            for server, sock in zip(self._servers, (otlp_socket, api_socket, zipkin_socket), strict=True)
         ]
         while not all(server.started for server in self._servers):
             await asyncio.sleep(0.02)
         print(
-            f"sloscope is up: API and UI at {self.api_url}/  OTLP/HTTP at {self.otlp_url}  "
+            f"sloscope is up: API and UI at {self.api_url}/  OTLP/gRPC at {self.otlp_grpc_address}  "
+            f"OTLP/HTTP at {self.otlp_url}  "
+            f"Zipkin at {self.zipkin_url}/api/v2/spans  "
             f"store: {self.settings.store_label}",
             flush=True,
         )
         if self.settings.demo:
             self._start_demo()
         await asyncio.gather(*tasks)
+        await self._grpc.stop(5)
 
     def _start_demo(self) -> None:
         from sloscope.demo import Demo, DemoConfig

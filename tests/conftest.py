@@ -108,6 +108,8 @@ class Subprocess:
     api: str
     data_dir: Path
     log: Path
+    grpc: str = ""
+    zipkin: str = ""
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -129,6 +131,7 @@ def start_subprocess(
     """Start ``python -m sloscope serve`` on free (or given) ports and wait until it is ready."""
     otlp_port = otlp_port or free_port()
     api_port = api_port or free_port()
+    grpc_port, zipkin_port = free_port(), free_port()
     log = data_dir.parent / f"{data_dir.name}-server.log"
     cmd = [
         sys.executable,
@@ -142,9 +145,9 @@ def start_subprocess(
         "--api-port",
         str(api_port),
         "--otlp-grpc-port",
-        str(free_port()),
+        str(grpc_port),
         "--zipkin-port",
-        str(free_port()),
+        str(zipkin_port),
         *flags,
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLOSCOPE_")}
@@ -157,4 +160,12 @@ def start_subprocess(
         proc.kill()
         proc.wait()
         raise RuntimeError(f"server did not start:\n{log.read_text()[-3000:]}") from None
-    return Subprocess(proc, f"http://127.0.0.1:{otlp_port}", api, data_dir, log)
+    return Subprocess(
+        proc,
+        f"http://127.0.0.1:{otlp_port}",
+        api,
+        data_dir,
+        log,
+        grpc=f"127.0.0.1:{grpc_port}",
+        zipkin=f"http://127.0.0.1:{zipkin_port}",
+    )

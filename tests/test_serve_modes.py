@@ -98,3 +98,47 @@ def test_serve_demo_sends_traces_logs_and_metrics_through_the_sdk(tmp_path: Path
     assert "sloscope is up: API and UI at http://127.0.0.1:" in log
     # The demo stops before the receivers close, so its last export is not refused.
     assert " ERROR " not in log and "Failed to export" not in log, log[-2000:]
+
+
+def test_serve_takes_otlp_grpc_from_a_zero_config_sdk_and_zipkin(tmp_path: Path) -> None:
+    """The Python SDK's default exporter speaks gRPC; older services post Zipkin v2 JSON."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+
+    server = start_subprocess(tmp_path / "data", "--batch-delay", "0.1")
+    try:
+        provider = TracerProvider(resource=Resource.create({"service.name": "over-grpc"}))
+        provider.add_span_processor(
+            SimpleSpanProcessor(GrpcSpanExporter(endpoint=server.grpc, insecure=True))
+        )
+        with provider.get_tracer("t").start_as_current_span("grpc-root", attributes={"flag": True}) as root:
+            pass
+        provider.shutdown()
+        zipkin_span = {
+            "traceId": "00000000000000000000000000abcdef",
+            "id": "00000000000000a1",
+            "name": "zipkin-op",
+            "kind": "SERVER",
+            "timestamp": int(time.time() * 1e6),
+            "duration": 1500,
+            "localEndpoint": {"serviceName": "legacy"},
+            "tags": {"http.path": "/x"},
+        }
+        assert httpx.post(f"{server.zipkin}/api/v2/spans", json=[zipkin_span]).status_code == 202
+
+        def fetch(trace_id: str) -> dict:
+            deadline = time.monotonic() + 30
+            while True:
+                reply = httpx.get(f"{server.api}/api/v1/traces/{trace_id}")
+                if reply.status_code == 200:
+                    return reply.json()["spans"][0]
+                assert time.monotonic() < deadline, reply.text
+                time.sleep(0.1)
+
+        grpc_span = fetch(format(root.get_span_context().trace_id, "032x"))
+        assert (grpc_span["name"], grpc_span["service_name"]) == ("grpc-root", "over-grpc")
+        assert grpc_span["attributes"]["flag"] is True
+        legacy = fetch("00000000000000000000000000abcdef")
+        assert (legacy["name"], legacy["service_name"], legacy["kind"]) == ("zipkin-op", "legacy", "SERVER")
+        assert legacy["attributes"]["http.path"] == "/x" and legacy["duration_ns"] == 1_500_000
+    finally:
+        assert server.stop() == 0
