@@ -101,9 +101,24 @@ class EmbeddedBackend:
     @staticmethod
     def _run(sess: chdb_session.Session, sql: str, fmt: str, params: Mapping[str, Any] | None) -> Any:
         try:
-            return sess.query(sql, fmt, params=dict(params) if params else None)
+            text = {name: _param_text(value) for name, value in params.items()} if params else None
+            return sess.query(sql, fmt, params=text)
         except RuntimeError as exc:
             raise StoreError(_short(str(exc))) from exc
+
+
+def _param_text(value: Any) -> str:
+    """A query parameter as the engine parses it: strings escaped, arrays as literals.
+
+    chDB hands parameter text to the engine as is; a server receives it escaped by clickhouse-connect.
+    """
+    if isinstance(value, str):
+        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(sql_string(v) if isinstance(v, str) else _param_text(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
 
 
 def _short(message: str, limit: int = 600) -> str:

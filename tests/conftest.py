@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -72,31 +73,33 @@ class InProcess:
         return self.backend.query_arrow(sql, params).to_pylist()
 
 
-@pytest.fixture(scope="module")
-def sloscope(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
-    """``sloscope serve`` in-process on free ports, fresh data directory per test module.
+@contextlib.contextmanager
+def in_process(data_dir: Path, **overrides: object) -> Iterator[InProcess]:
+    """``sloscope serve`` in-process on free ports, with settings ``overrides``.
 
-    Module scope because chDB holds one data directory per process at a time.
+    chDB holds one data directory per process at a time: one at a time, module-scoped at most.
     """
-    overrides = {
-        "data_dir": tmp_path_factory.mktemp("data"),
-        "otlp_http_port": free_port(),
-        "otlp_grpc_port": free_port(),
-        "zipkin_port": free_port(),
-        "api_port": free_port(),
-        "batch_delay": 0.1,
-    }
-    server = SloscopeServer(settings_mod.load(overrides, environ={}))
+    ports = {name: free_port() for name in ("otlp_http_port", "otlp_grpc_port", "zipkin_port", "api_port")}
+    server = SloscopeServer(
+        settings_mod.load({"data_dir": data_dir, "batch_delay": 0.1, **ports, **overrides}, environ={})
+    )
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(handle_signals=False)), daemon=True)
     thread.start()
-    api = f"http://127.0.0.1:{overrides['api_port']}"
+    api = f"http://127.0.0.1:{ports['api_port']}"
     try:
         wait_ready(api)
-        yield InProcess(server, f"http://127.0.0.1:{overrides['otlp_http_port']}", api)
+        yield InProcess(server, f"http://127.0.0.1:{ports['otlp_http_port']}", api)
     finally:
         server.request_stop()
         thread.join(30)
         server.close()
+
+
+@pytest.fixture(scope="module")
+def sloscope(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
+    """A fresh in-process server for the test module."""
+    with in_process(tmp_path_factory.mktemp("data")) as server:
+        yield server
 
 
 @dataclass

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from store import traces
 from store.backend import Backend
+from ui import jaeger
 
 
 def create_app(
@@ -33,6 +34,7 @@ def create_app(
                 "metrics": "/metrics",
                 "trace": "/api/v1/traces/{trace_id}",
                 "api_docs": "/api/docs",
+                "jaeger": "/jaeger/api/services",
             },
         }
 
@@ -63,5 +65,8 @@ def create_app(
         if not spans:
             raise HTTPException(404, f"trace {trace_id.lower()} not found")
         return {"trace_id": trace_id.lower(), "spans": spans}
+
+    # Jaeger's query API for Grafana's Jaeger data source (URL http://HOST:PORT/jaeger) and the Jaeger UI.
+    app.include_router(jaeger.router(backend), prefix="/jaeger")
 
     return app

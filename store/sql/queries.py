@@ -53,3 +53,96 @@ SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND nam
 
 # Table and column are our constants (store.migrations.TTL_COLUMNS); DDL takes no parameters.
 MODIFY_TTL = "ALTER TABLE {table} MODIFY TTL toDateTime({column}) + toIntervalDay({days})"
+
+# -- trace search and the Jaeger query API (store/search.py) -----------------------------------
+# Times are unix nanoseconds (Int64); every query below is bounded by a timestamp range, which prunes
+# day partitions and, with the service, granules of the (service_name, timestamp) key.
+
+# Trace ids with at least ONE span matching every criterion (Jaeger's semantics), newest first.
+# {service}: hex, '' for any; {operation}: hex, '' for any; {tags}: hex of a JSON array of [key, value]
+# pairs. A tag matches span or resource attributes, event attributes, the event name ('event'), or the
+# span fields Jaeger shows as tags: span.kind, otel.status_code, error=true, otel.status_description,
+# otel.scope.name/version, w3c.tracestate. mapContains keeps an empty value from matching a missing key.
+SEARCH_TRACE_IDS = """
+SELECT lower(hex(trace_id)) AS trace_hex, toUnixTimestamp64Nano(max(timestamp)) AS latest
+FROM spans
+-- PREWHERE: the narrow columns first; the attribute maps are read only for rows that pass them.
+PREWHERE timestamp >= fromUnixTimestamp64Nano({start:Int64}) AND timestamp <= fromUnixTimestamp64Nano({end:Int64})
+  AND ({service:String} = '' OR service_name = {service:String})
+  AND ({operation:String} = '' OR name = {operation:String})
+  AND duration >= {min_duration:UInt64} AND duration <= {max_duration:UInt64}
+WHERE arrayAll(
+      t -> (mapContains(attributes, t.1) AND attributes[t.1] = t.2)
+        OR (mapContains(resource_attributes, t.1) AND resource_attributes[t.1] = t.2)
+        OR (t.1 = 'span.kind' AND lower(kind) = t.2)
+        OR (t.1 = 'otel.status_code' AND status_code = t.2)
+        OR (t.1 = 'error' AND t.2 = 'true' AND status_code = 'ERROR')
+        OR (t.1 = 'otel.status_description' AND status_message = t.2)
+        OR (t.1 = 'otel.scope.name' AND scope_name = t.2)
+        OR (t.1 = 'otel.scope.version' AND scope_version = t.2)
+        OR (t.1 = 'w3c.tracestate' AND trace_state = t.2)
+        OR (t.1 = 'event' AND has(`events.name`, t.2))
+        OR arrayExists(m -> mapContains(m, t.1) AND m[t.1] = t.2, `events.attributes`),
+      arrayZip({tag_keys:Array(String)}, {tag_values:Array(String)}))
+GROUP BY trace_id
+ORDER BY latest DESC, trace_hex
+LIMIT {limit:UInt32}
+"""
+
+# {trace_ids}: lower-case hex ids; has() over the constant array uses trace_index's key.
+TRACES_BOUNDS = """
+SELECT toUnixTimestamp64Nano(min(start)) AS start, toUnixTimestamp64Nano(max(end)) AS end, count() AS n
+FROM trace_index
+WHERE has(arrayMap(x -> toFixedString(unhex(x), 16), {trace_ids:Array(String)}), trace_id)
+"""
+
+# The spans of several traces in one read, in the shape of TRACE_SPANS (store.traces builds span dicts
+# from it); the trace-id bloom filter and the bounds from TRACES_BOUNDS prune parts and granules.
+TRACES_SPANS = (
+    TRACE_SPANS[: TRACE_SPANS.index("FROM spans")]
+    + """FROM spans
+WHERE has(arrayMap(x -> toFixedString(unhex(x), 16), {trace_ids:Array(String)}), trace_id)
+  AND timestamp >= fromUnixTimestamp64Nano({start:Int64}) AND timestamp <= fromUnixTimestamp64Nano({end:Int64})
+ORDER BY trace_hex, timestamp, span_id
+"""
+)
+
+SERVICES = """
+SELECT service_name
+FROM spans
+WHERE timestamp >= fromUnixTimestamp64Nano({start:Int64}) AND timestamp <= fromUnixTimestamp64Nano({end:Int64})
+GROUP BY service_name
+ORDER BY service_name
+"""
+
+# {kind}: a stored kind ('SERVER', ...) or '' for any.
+OPERATIONS = """
+SELECT name, kind
+FROM spans
+WHERE service_name = {service:String}
+  AND timestamp >= fromUnixTimestamp64Nano({start:Int64}) AND timestamp <= fromUnixTimestamp64Nano({end:Int64})
+  AND ({kind:String} = '' OR kind = {kind:String})
+GROUP BY name, kind
+ORDER BY name, kind
+"""
+
+# Calls between services: a child span whose parent span is in another service. Both sides are read
+# from the same time range only, so a parent that started before the range is not seen (Jaeger's
+# memory store likewise looks only at traces in the range).
+DEPENDENCIES = """
+SELECT parent.service_name AS parent, child.service_name AS child, count() AS call_count
+FROM (
+    SELECT trace_id, span_id, service_name
+    FROM spans
+    WHERE timestamp >= fromUnixTimestamp64Nano({start:Int64}) AND timestamp <= fromUnixTimestamp64Nano({end:Int64})
+) AS parent
+INNER JOIN (
+    SELECT trace_id, parent_span_id, service_name
+    FROM spans
+    WHERE timestamp >= fromUnixTimestamp64Nano({start:Int64}) AND timestamp <= fromUnixTimestamp64Nano({end:Int64})
+      AND parent_span_id != toFixedString('', 8)
+) AS child ON child.trace_id = parent.trace_id AND child.parent_span_id = parent.span_id
+WHERE parent.service_name != child.service_name
+GROUP BY parent, child
+ORDER BY parent, child
+"""
