@@ -12,7 +12,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,26 +20,18 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
-from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.metrics import Observation
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 from prometheus_client import CollectorRegistry
 
 from collector import otlp_grpc
@@ -51,6 +43,15 @@ from store import traces
 from store.embedded import EmbeddedBackend
 from store.migrations import migrate
 from store.otlp_writer import OtlpWriter
+from tests.conftest import wait_until
+from tests.otel_scenarios import (
+    check_logs,
+    check_metrics,
+    check_trace,
+    send_logs,
+    send_metrics,
+    send_trace,
+)
 
 T = TypeVar("T")
 
@@ -62,23 +63,6 @@ PATHS = {
 }
 SMALL_LIMIT = 64 << 10
 OVERLOAD_RETRY_SECONDS = 3  # not the SDK's own first backoff (0.8-1.2 s), so its use is visible
-
-RESOURCE = Resource.create(
-    {"service.name": "grpc-roundtrip", "service.version": "1.2.3", "pod.replicas": 3, "cloud.enabled": True}
-)
-ATTRIBUTES = {
-    "str": "text with 'quotes' and ünïcode",
-    "int": -42,
-    "float": 2.5,
-    "bool": True,
-    "false": False,
-    "zero": 0,
-    "empty": "",
-    "strings": ("a", "b"),
-    "ints": (1, 2, 3),
-    "floats": (0.5, 1.5),
-    "bools": (True, False),
-}
 
 
 def _spans_request(
@@ -213,16 +197,6 @@ def _refusal(port: int, path: str, body: bytes, compression: grpc.Compression | 
     return info.value
 
 
-def _wait(predicate: Callable[[], T], timeout: float = 20.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
 def _stored_span_counts(harness: Harness, service: str) -> dict[str, int]:
     rows = harness.rows(
         "SELECT lower(hex(span_id)) AS sid, count() AS n FROM spans "
@@ -240,184 +214,28 @@ def _endpoint(port: int) -> str:
 
 
 def test_sdk_traces_round_trip_every_field(harness: Harness) -> None:
-    memory = InMemorySpanExporter()
-    provider = TracerProvider(resource=RESOURCE)
-    exporter = OTLPSpanExporter(endpoint=_endpoint(harness.port), insecure=True)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    tracer = provider.get_tracer("grpc.scope", "9.9")
-    linked = SpanContext(
-        0x0AF7651916CD43DD8448EB211C80319C,
-        0x00F067AA0BA902B7,
-        True,
-        TraceFlags(1),
-        TraceState([("vendor", "value")]),
-    )
     ok_before = harness.requests("traces", "OK")
-    with tracer.start_as_current_span("root", kind=SpanKind.SERVER, attributes=ATTRIBUTES) as root:
-        root.set_status(Status(StatusCode.ERROR, "payment declined"))
-        root.add_event("retry", {"attempt": 2, "reason": "timeout"})
-        for kind in (SpanKind.INTERNAL, SpanKind.CLIENT, SpanKind.PRODUCER, SpanKind.CONSUMER):
-            with tracer.start_as_current_span(
-                f"child-{kind.name}", kind=kind, links=[Link(linked, {"link.attr": "x"})]
-            ) as child:
-                child.set_status(Status(StatusCode.OK))
-                child.set_attribute("correlation.id", "corr-123")
-    provider.shutdown()
+    exporter = OTLPSpanExporter(endpoint=_endpoint(harness.port), insecure=True)
+    sent = send_trace(exporter, "grpc-roundtrip", "correlation.id")
     # SimpleSpanProcessor exports each span on its own; all five were acknowledged.
     assert harness.requests("traces", "OK") - ok_before == 5
-    expected = {format(s.context.span_id, "016x"): s for s in memory.get_finished_spans()}
-    sent = encode_spans(memory.get_finished_spans()).resource_spans[0].scope_spans[0].spans
-    sent_by_id = {s.span_id.hex(): s for s in sent}
-    trace_id = format(root.get_span_context().trace_id, "032x")
     harness.drain()
-    stored = {s["span_id"]: s for s in traces.get_trace(harness.backend, trace_id)}
-    assert set(stored) == set(expected)
-    for span_id, want in expected.items():
-        got = stored[span_id]
-        assert got["trace_id"] == trace_id
-        assert got["parent_span_id"] == (format(want.parent.span_id, "016x") if want.parent else "")
-        assert got["name"] == want.name
-        assert got["kind"] == want.kind.name
-        assert got["service_name"] == "grpc-roundtrip"
-        assert int(got["start_time_unix_nano"]) == want.start_time
-        assert int(got["end_time_unix_nano"]) == want.end_time
-        assert got["duration_ns"] == want.end_time - want.start_time
-        assert got["status"] == {
-            "code": want.status.status_code.name,
-            "message": want.status.description or "",
-        }
-        assert got["flags"] == sent_by_id[span_id].flags
-        assert got["scope"] == {"name": "grpc.scope", "version": "9.9"}
-        assert got["resource"]["attributes"] == {**RESOURCE.attributes}
-        assert got["attributes"] == {
-            k: list(v) if isinstance(v, tuple) else v for k, v in want.attributes.items()
-        }
-        assert [(e["name"], e["attributes"], int(e["time_unix_nano"])) for e in got["events"]] == [
-            (e.name, {k: str(v) for k, v in e.attributes.items()}, e.timestamp) for e in want.events
-        ]
-        # (The SDK's encoder does not send a link's trace_state; compare with what was sent.)
-        assert [
-            (ln["trace_id"], ln["span_id"], ln["trace_state"], ln["attributes"]) for ln in got["links"]
-        ] == [
-            (ln.trace_id.hex(), ln.span_id.hex(), ln.trace_state, {"link.attr": "x"})
-            for ln in sent_by_id[span_id].links
-        ]
-        assert len(got["links"]) == len(want.links)
-    root_row = stored[format(root.get_span_context().span_id, "016x")]
-    assert root_row["attributes"]["zero"] == 0 and root_row["attributes"]["false"] is False
-    assert root_row["attributes"]["int"] == -42 and root_row["attributes"]["float"] == 2.5
-    assert root_row["correlation_id"] == ""
-    assert {s["correlation_id"] for s in stored.values() if s["parent_span_id"]} == {"corr-123"}
-
-
-SEVERITIES = [
-    (SeverityNumber.TRACE, "TRACE"),
-    (SeverityNumber.DEBUG, "DEBUG"),
-    (SeverityNumber.INFO, "INFO"),
-    (SeverityNumber.WARN, "WARN"),
-    (SeverityNumber.ERROR, "ERROR"),
-    (SeverityNumber.FATAL, "FATAL"),
-]
+    check_trace(traces.get_trace(harness.backend, sent.trace_id), sent, "grpc-roundtrip")
 
 
 def test_sdk_logs_round_trip(harness: Harness) -> None:
-    provider = LoggerProvider(resource=RESOURCE)
     exporter = OTLPLogExporter(endpoint=_endpoint(harness.port), insecure=True)
-    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
-    logger = provider.get_logger("grpc.logs", "0.1")
-    with TracerProvider(resource=RESOURCE).get_tracer("t").start_as_current_span("with-logs") as span:
-        for number, text in SEVERITIES:
-            logger.emit(
-                LogRecord(
-                    severity_number=number,
-                    severity_text=text,
-                    body=f"message at {text}",
-                    attributes={"level.int": number.value, "correlation.id": f"log-{text}"},
-                )
-            )
-        logger.emit(
-            LogRecord(
-                severity_number=SeverityNumber.INFO,
-                severity_text="INFO",
-                body={"structured": True, "count": 2},
-                attributes=ATTRIBUTES,
-            )
-        )
-    provider.shutdown()
-    trace_id = format(span.get_span_context().trace_id, "032x")
-    span_id = format(span.get_span_context().span_id, "016x")
+    trace_id, span_id = send_logs(exporter, "grpc-roundtrip")
     harness.drain()
-    rows = harness.rows(
-        "SELECT severity_number, severity_text, body, toString(body_type) AS body_kind, attributes, "
-        "CAST(attribute_types, 'Map(String, String)') AS kinds, correlation_id, "
-        "lower(hex(trace_id)) AS tid, lower(hex(span_id)) AS sid, service_name, scope_name, scope_version, "
-        "resource_attributes FROM logs WHERE trace_id = unhex({t:String}) ORDER BY timestamp",
-        {"t": trace_id},
-    )
-    assert len(rows) == 7
-    for row, (number, text) in zip(rows, SEVERITIES, strict=False):
-        assert (row["severity_number"], row["severity_text"], row["body"]) == (
-            number.value,
-            text,
-            f"message at {text}",
-        )
-        assert row["correlation_id"] == f"log-{text}"
-        assert dict(row["attributes"])["level.int"] == str(number.value)
-        assert dict(row["kinds"]) == {"level.int": "int"}
-    for row in rows:
-        assert (row["tid"], row["sid"], row["service_name"]) == (trace_id, span_id, "grpc-roundtrip")
-        assert (row["scope_name"], row["scope_version"]) == ("grpc.logs", "0.1")
-        assert dict(row["resource_attributes"])["pod.replicas"] == "3"
-    structured = rows[-1]
-    assert structured["body_kind"] == "kvlist"
-    assert structured["body"] == '{"structured":true,"count":2}'
-    assert dict(structured["attributes"])["strings"] == '["a","b"]'
-    assert dict(structured["kinds"])["bools"] == "array"
+    check_logs(harness.rows, "grpc-roundtrip", trace_id, span_id)
 
 
 def test_sdk_metrics_round_trip_all_point_kinds(harness: Harness) -> None:
-    exporter = OTLPMetricExporter(endpoint=_endpoint(harness.port), insecure=True)
-    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
-    views = [
-        View(instrument_name="latency.exp", aggregation=ExponentialBucketHistogramAggregation(max_size=20))
-    ]
-    provider = MeterProvider(metric_readers=[reader], resource=RESOURCE, views=views)
-    meter = provider.get_meter("grpc.metrics", "2.0")
-    meter.create_counter("requests", unit="1", description="served requests").add(5, {"route": "/a"})
-    meter.create_up_down_counter("inflight").add(-3, {"route": "/a"})
-    meter.create_observable_gauge("temperature", callbacks=[lambda _: [Observation(21.5, {"room": "x"})]])
-    histogram = meter.create_histogram("latency", unit="ms")
-    exp_histogram = meter.create_histogram("latency.exp", unit="ms")
-    for value in (3, 7, 30, 700):
-        histogram.record(value, {"route": "/a"})
-        exp_histogram.record(value, {"route": "/a"})
     ok_before = harness.requests("metrics", "OK")
-    provider.shutdown()
+    send_metrics(OTLPMetricExporter(endpoint=_endpoint(harness.port), insecure=True), "grpc-roundtrip")
     assert harness.requests("metrics", "OK") - ok_before == 1
     harness.drain()
-
-    def one(sql: str) -> dict:
-        rows = harness.rows(sql)
-        assert len(rows) == 1, rows
-        return rows[0]
-
-    where = "WHERE service_name = 'grpc-roundtrip'"
-    counter = one(f"SELECT * FROM metrics_sum {where} AND metric_name = 'requests'")
-    assert (counter["value"], counter["is_monotonic"], counter["aggregation_temporality"]) == (5.0, True, 2)
-    assert (counter["metric_unit"], counter["metric_description"]) == ("1", "served requests")
-    assert dict(counter["attributes"]) == {"route": "/a"}
-    assert (counter["scope_name"], counter["scope_version"]) == ("grpc.metrics", "2.0")
-    updown = one(f"SELECT value, is_monotonic FROM metrics_sum {where} AND metric_name = 'inflight'")
-    assert updown == {"value": -3.0, "is_monotonic": False}
-    gauge = one(f"SELECT value, attributes FROM metrics_gauge {where} AND metric_name = 'temperature'")
-    assert gauge["value"] == 21.5 and dict(gauge["attributes"]) == {"room": "x"}
-    hist = one(f"SELECT * FROM metrics_histogram {where} AND metric_name = 'latency'")
-    assert (hist["count"], hist["sum"], hist["min"], hist["max"]) == (4, 740.0, 3.0, 700.0)
-    assert sum(hist["bucket_counts"]) == 4 and len(hist["bucket_counts"]) == len(hist["explicit_bounds"]) + 1
-    exp = one(f"SELECT * FROM metrics_exponential_histogram {where} AND metric_name = 'latency.exp'")
-    assert (exp["count"], exp["sum"], exp["min"], exp["max"]) == (4, 740.0, 3.0, 700.0)
-    assert sum(exp["positive_bucket_counts"]) + exp["zero_count"] == 4
+    check_metrics(harness.rows, "grpc-roundtrip")
 
 
 def _finished_spans(service: str, n: int) -> list[ReadableSpan]:
@@ -578,7 +396,7 @@ def test_full_queue_is_resource_exhausted_with_retry_info_and_the_sdk_retries(
     sender = threading.Thread(target=lambda: outcome.append(exporter.export(spans)))
     with caplog.at_level(logging.WARNING, logger="opentelemetry.exporter.otlp.proto.grpc.exporter"):
         sender.start()
-        _wait(lambda: harness.requests("traces", "RESOURCE_EXHAUSTED") > refusals, timeout=10)
+        wait_until(lambda: harness.requests("traces", "RESOURCE_EXHAUSTED") > refusals, timeout=10)
         queue.start()
         sender.join(20)
     exporter.shutdown()
