@@ -1,0 +1,72 @@
+"""Query parameters of the JSON API: times, ranges, limits and steps, each refused with a clear 400."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from fastapi import HTTPException
+
+DEFAULT_RANGE_NS = 3600 * 10**9  # the last hour, when a range is not given
+MAX_LIMIT = 10_000
+_STEP = re.compile(r"^(\d+)(s|m|h|d)$")
+_STEP_NS = {"s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9}
+
+
+def bad_request(message: str) -> HTTPException:
+    """A 400 whose body is ``{"detail": message}``."""
+    return HTTPException(400, message)
+
+
+def parse_time(value: str, name: str) -> int:
+    """RFC 3339 (``2026-11-22T10:00:00Z``) or unix milliseconds, as unix nanoseconds."""
+    text = value.strip()
+    if re.fullmatch(r"-?\d+(\.\d+)?", text):
+        return int(float(text) * 1_000_000)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise bad_request(f"{name}: {value!r} is neither RFC 3339 nor unix milliseconds") from None
+    if parsed.tzinfo is None:
+        raise bad_request(f"{name}: {value!r} has no time zone (add Z or an offset)")
+    return int(parsed.timestamp() * 1_000_000) * 1000
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    start_ns: int
+    end_ns: int
+
+
+def parse_range(start: str | None, end: str | None, default_ns: int = DEFAULT_RANGE_NS) -> TimeRange:
+    """[start, end): ``end`` defaults to now, ``start`` to ``end`` minus ``default_ns``."""
+    end_ns = parse_time(end, "end") if end else time.time_ns()
+    start_ns = parse_time(start, "start") if start else end_ns - default_ns
+    if start_ns >= end_ns:
+        raise bad_request(f"start must be before end (got start={start}, end={end})")
+    return TimeRange(start_ns, end_ns)
+
+
+def parse_limit(value: str | None, default: int = 100, maximum: int = MAX_LIMIT) -> int:
+    """A positive whole number up to ``maximum``."""
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= maximum:
+        raise bad_request(f"limit: {value!r} must be a whole number from 1 to {maximum}")
+    return int(value)
+
+
+def parse_step(value: str | None, span_ns: int, max_points: int = 11_000) -> int:
+    """A step like ``30s``, ``1m``, ``5m``, ``1h`` (whole minutes for roll-ups); default: ~100 points."""
+    if not value:
+        minutes = max(1, span_ns // (100 * 60 * 10**9))
+        return minutes * 60 * 10**9
+    match = _STEP.fullmatch(value.strip())
+    if not match or int(match.group(1)) == 0:
+        raise bad_request(f"step: {value!r} must look like 30s, 1m, 5m or 1h")
+    step_ns = int(match.group(1)) * _STEP_NS[match.group(2)]
+    if span_ns // step_ns > max_points:
+        raise bad_request(f"step: {value!r} gives more than {max_points} points over this range")
+    return step_ns
