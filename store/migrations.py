@@ -22,6 +22,7 @@ TTL_COLUMNS = {
     "metrics_histogram": "timestamp",
     "metrics_exponential_histogram": "timestamp",
     "metrics_summary": "timestamp",
+    "red_1m": "minute",
 }
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from store import traces
 from store.backend import Backend
-from ui import jaeger
+from ui import api_explore, api_metrics, api_red, jaeger
 
 
 def create_app(
@@ -31,8 +30,15 @@ def create_app(
             "endpoints": {
                 "health": "/healthz",
                 "readiness": "/readyz",
-                "metrics": "/metrics",
+                "prometheus": "/metrics",
                 "trace": "/api/v1/traces/{trace_id}",
+                "traces": "/api/v1/traces",
+                "logs": "/api/v1/logs",
+                "correlation": "/api/v1/correlations/{correlation_id}",
+                "dependencies": "/api/v1/dependencies",
+                "services": "/api/v1/services",
+                "red": "/api/v1/red?service=",
+                "metrics": "/api/v1/metrics",
                 "api_docs": "/api/docs",
                 "jaeger": "/jaeger/api/services",
             },
@@ -55,18 +61,10 @@ def create_app(
         """Prometheus text exposition of sloscope's own metrics."""
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/api/v1/traces/{trace_id}")
-    def get_trace(trace_id: str) -> dict[str, Any]:
-        """Every stored span of one trace, with all stored fields."""
-        try:
-            spans = traces.get_trace(backend, trace_id)
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from exc
-        if not spans:
-            raise HTTPException(404, f"trace {trace_id.lower()} not found")
-        return {"trace_id": trace_id.lower(), "spans": spans}
-
     # Jaeger's query API for Grafana's Jaeger data source (URL http://HOST:PORT/jaeger) and the Jaeger UI.
+    app.include_router(api_explore.router(backend))
+    app.include_router(api_red.router(backend))
+    app.include_router(api_metrics.router(backend))
     app.include_router(jaeger.router(backend), prefix="/jaeger")
 
     return app

@@ -1,0 +1,175 @@
+"""Query benchmark: the query layer over 10 million spans generated straight into the store.
+
+    .venv/bin/python bench/queries.py --spans 10000000
+
+Spans are generated as Arrow columns (numpy, no per-span Python) over the last 24 hours: 12
+services, 60 operations, 10 spans per trace, lognormal durations, 2% errors, an http.route and a
+status code on every span. They go in through the store's Arrow insert, so the RED roll-up view
+fills as it would from ingest. Then each query runs repeatedly and p50/p99 are reported, with the
+ratio of roll-up query time to the same answer computed from raw spans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = [f"svc-{i:02d}" for i in range(12)]
+OPERATIONS = [f"GET /api/v1/resource-{i:02d}" for i in range(60)]
+KINDS = np.array(["SERVER", "CLIENT", "INTERNAL", "CONSUMER"])
+DAY_NS = 86_400 * 10**9
+
+
+def generate(n: int, end_ns: int, seed: int) -> pa.Table:
+    """``n`` spans ending before ``end_ns``, in traces of 10 spans, as the spans table's columns."""
+    rng = np.random.default_rng(seed)
+    traces = n // 10
+    trace_ids = rng.integers(0, 2**63, size=(traces, 2), dtype=np.int64).view(np.uint8).reshape(traces, 16)
+    trace_of_span = np.repeat(np.arange(traces), 10)[:n]
+    span_ids = rng.integers(1, 2**63, size=n, dtype=np.int64)
+    position = np.tile(np.arange(10), traces)[:n]
+    parents = np.where(position == 0, 0, np.roll(span_ids, 1))
+    trace_start = end_ns - rng.integers(60 * 10**9, DAY_NS, size=traces, dtype=np.int64)
+    start = trace_start[trace_of_span] + position * 1_000_000
+    duration = np.minimum(rng.lognormal(16.5, 1.0, size=n), 60e9).astype(np.uint64)
+    service = rng.integers(0, len(SERVICES), size=n)
+    operation = (service * 5 + rng.integers(0, 5, size=n)) % len(OPERATIONS)
+    kind = np.where(position == 0, 0, rng.integers(0, 4, size=n))
+    error = rng.random(n) < 0.02
+    status = np.where(error, "500", "200")
+
+    keys = pa.array(np.tile(["http.route", "http.response.status_code"], n))
+    values = pa.array(np.column_stack([np.array(OPERATIONS)[operation], status]).reshape(-1))
+    offsets = pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32))
+    attributes = pa.MapArray.from_arrays(offsets, keys, values)
+    kinds_keys = pa.array(np.full(n, "http.response.status_code"))
+    kinds_offsets = pa.array(np.arange(0, n + 1, dtype=np.int32))
+    kinds = pa.MapArray.from_arrays(kinds_offsets, kinds_keys, pa.array(np.full(n, 3, dtype=np.int8)))
+    return pa.table(
+        {
+            "timestamp": pa.array(start, pa.timestamp("ns", tz="UTC")),
+            "trace_id": pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(16), n, [None, pa.py_buffer(trace_ids[trace_of_span].tobytes())]
+            ),
+            "span_id": pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(8), n, [None, pa.py_buffer(span_ids.tobytes())]
+            ),
+            "parent_span_id": pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(8), n, [None, pa.py_buffer(parents.astype(np.int64).tobytes())]
+            ),
+            "name": pa.array(np.array(OPERATIONS)[operation]),
+            "kind": pa.array(KINDS[kind]),
+            "service_name": pa.array(np.array(SERVICES)[service]),
+            "attributes": attributes,
+            "attribute_types": kinds,
+            "duration": pa.array(duration),
+            "status_code": pa.array(np.where(error, "ERROR", "UNSET")),
+        }
+    )
+
+
+def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """p50 and p99 in milliseconds over ``repeat`` runs (after one warm-up)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.99))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spans", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args(argv)
+
+    from store import migrations
+    from store.embedded import EmbeddedBackend
+
+    work = Path(tempfile.mkdtemp(prefix="sloscope-querybench-"))
+    backend = EmbeddedBackend(work / "store")
+    try:
+        migrations.migrate(backend)
+        end_ns = time.time_ns()
+        started = time.perf_counter()
+        chunk = 1_000_000
+        for n, offset in enumerate(range(0, args.spans, chunk)):
+            backend.insert_arrow("spans", generate(min(chunk, args.spans - offset), end_ns, seed=n))
+        load_s = time.perf_counter() - started
+        backend.command("OPTIMIZE TABLE spans FINAL")
+        rows = run_queries(backend, end_ns, args.repeat)
+    finally:
+        backend.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+    lines = [
+        f"## Queries — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"`python bench/queries.py --spans {args.spans} --repeat {args.repeat}` on {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; {args.spans:,} spans loaded in {load_s:.1f} s.",
+        "",
+        "| query | p50 ms | p99 ms | target p50 ms |",
+        "|---|---:|---:|---:|",
+        *[f"| {name} | {p50:.1f} | {p99:.1f} | {target} |" for name, p50, p99, target in rows],
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    with open(args.output, "a") as f:
+        f.write(text + "\n")
+    return 0
+
+
+def run_queries(backend, end_ns: int, repeat: int) -> list[tuple[str, float, float, str]]:  # noqa: ANN001
+    from store import traces
+    from store.search import TraceQuery, find_trace_ids
+
+    some_trace = backend.query_arrow(
+        "SELECT lower(hex(trace_id)) AS t FROM spans WHERE timestamp > now() - INTERVAL 2 HOUR LIMIT 1"
+    ).to_pylist()[0]["t"]
+    hour = TraceQuery(
+        "svc-03",
+        None,
+        {"http.response.status_code": "500"},
+        end_ns - 3600 * 10**9,
+        end_ns,
+        None,
+        None,
+        limit=20,
+    )
+    results = [
+        ("trace by id", *timed(lambda: traces.get_trace(backend, some_trace), repeat), "20"),
+        (
+            "one-hour trace search with a tag filter",
+            *timed(lambda: find_trace_ids(backend, hour), repeat),
+            "300",
+        ),
+    ]
+    results += roll_up_queries(backend, end_ns, repeat)
+    return results
+
+
+def roll_up_queries(backend, end_ns: int, repeat: int) -> list[tuple[str, float, float, str]]:  # noqa: ANN001
+    """The services overview and a RED series, from the roll-up (filled in once store/red.py exists)."""
+    return []
+
+
+if __name__ == "__main__":
+    sys.exit(main())

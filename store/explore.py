@@ -1,0 +1,357 @@
+"""Exploring stored telemetry: the service map, trace summaries, logs and correlations.
+
+Every read is bounded by a time range and a row limit. Request values reach the engine only as
+bound parameters (``store/sql/explore.py``); a malformed filter raises :class:`ValueError`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from store.backend import Backend
+from store.search import MAX_DURATION_NS
+from store.sql import explore as sql
+from store.sql import queries
+from store.traces import TRACE_ID, typed_attributes
+
+#: How much earlier than its child a parent span may start and still be joined to it (service map).
+PARENT_SLACK_NS = 5 * 60 * 10**9
+#: Logs of a trace are looked for this far before its first span and after its last span ends.
+TRACE_LOG_MARGIN_NS = 5 * 60 * 10**9
+#: Most logs returned with one trace.
+TRACE_LOG_LIMIT = 10_000
+#: Most free-text tokens in a log query; longest text of a filter value.
+MAX_TOKENS = 16
+MAX_TEXT = 1024
+
+#: OpenTelemetry severity numbers of the severity names (the first of each range of four).
+SEVERITIES = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "WARNING": 13, "ERROR": 17, "FATAL": 21}
+_SEVERITY_NAME = re.compile(r"^([A-Z]+)([1-4]?)$")
+STATUSES = {"error": "ERROR", "ok": "OK", "unset": "UNSET"}
+
+# KEY=VALUE, KEY>N, KEY>=N, KEY<N, KEY<=N; the key is everything before the first operator.
+_ATTR = re.compile(r"^([^=<>]+?)(>=|<=|=|>|<)(.*)$", re.DOTALL)
+# What ClickHouse's token index counts as a token: runs of ASCII letters and digits or non-ASCII.
+_TOKEN = re.compile(r"[0-9A-Za-z\u0080-\U0010ffff]+")
+
+
+@dataclass(frozen=True)
+class AttrFilter:
+    """One ``attr`` filter: equality on the text, or a numeric comparison."""
+
+    key: str
+    op: str  # '=', '>', '>=', '<', '<='
+    value: str | float
+
+
+def _text(value: str, name: str) -> str:
+    if len(value) > MAX_TEXT:
+        raise ValueError(f"{name} is longer than {MAX_TEXT} characters")
+    return value
+
+
+def parse_attr(text: str) -> AttrFilter:
+    """``KEY=VALUE`` (text equality) or ``KEY>N``, ``KEY>=N``, ``KEY<N``, ``KEY<=N`` (numbers)."""
+    match = _ATTR.match(text)
+    if not match or not match.group(1).strip():
+        raise ValueError(f"attr: {text!r} must look like KEY=VALUE, KEY>NUMBER or KEY<NUMBER")
+    key, op, value = match.group(1), match.group(2), match.group(3)
+    _text(key, "attr key")
+    _text(value, "attr value")
+    if op == "=":
+        return AttrFilter(key, op, value)
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"attr: {text!r} compares with {value!r}, which is not a number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"attr: {text!r} compares with a number that is not finite")
+    return AttrFilter(key, op, number)
+
+
+def _attr_params(filters: list[AttrFilter]) -> dict[str, Any]:
+    eq = [f for f in filters if f.op == "="]
+    num = [f for f in filters if f.op != "="]
+    return {
+        "eq_keys": [f.key for f in eq],
+        "eq_values": [str(f.value) for f in eq],
+        "num_keys": [f.key for f in num],
+        "num_ops": [f.op for f in num],
+        "num_values": [float(f.value) for f in num],
+    }
+
+
+def parse_severity(text: str) -> int:
+    """A severity number 1-24, or a name (TRACE, DEBUG, INFO, WARN, ERROR, FATAL; INFO2 ... too)."""
+    value = text.strip().upper()
+    if value.isdigit():
+        number = int(value)
+        if not 1 <= number <= 24:
+            raise ValueError(f"severity_min: {text!r} must be from 1 to 24")
+        return number
+    match = _SEVERITY_NAME.match(value)
+    if not match or match.group(1) not in SEVERITIES:
+        raise ValueError(
+            f"severity_min: {text!r} must be a number from 1 to 24 or one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL"
+        )
+    return SEVERITIES[match.group(1)] + max(0, int(match.group(2) or 1) - 1)
+
+
+def tokens(text: str) -> list[str]:
+    """The words of a free-text log query, as the body's token index splits them (unique, in order)."""
+    found = list(dict.fromkeys(_TOKEN.findall(text)))
+    if text.strip() and not found:
+        raise ValueError(f"q: {text[:64]!r} has no words to search for (letters or digits)")
+    if len(found) > MAX_TOKENS:
+        raise ValueError(f"q: at most {MAX_TOKENS} words, got {len(found)}")
+    return found
+
+
+def _check_range(start_ns: int, end_ns: int) -> None:
+    if end_ns < start_ns:
+        raise ValueError(f"end ({end_ns}) is before start ({start_ns})")
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+
+
+# -- service map -------------------------------------------------------------------------------
+
+
+def _edge_stats(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "calls": row["calls"],
+        "errors": row["errors"],
+        "p50_ms": row["p50_ns"] / 1e6,
+        "p95_ms": row["p95_ns"] / 1e6,
+        "avg_ms": row["avg_ns"] / 1e6,
+    }
+
+
+def dependencies(
+    backend: Backend, start_ns: int, end_ns: int, limit: int = 1000, step_ns: int | None = None
+) -> list[dict[str, Any]]:
+    """Caller -> callee edges of child spans starting in [start_ns, end_ns], with call and error counts
+    and the callees' latency; with ``step_ns`` (whole seconds) each edge also has a ``series``.
+    """
+    _check_range(start_ns, end_ns)
+    _check_limit(limit)
+    params = {"start": start_ns, "end": end_ns, "parent_start": max(0, start_ns - PARENT_SLACK_NS)}
+    rows = backend.query_arrow(sql.DEPENDENCY_EDGES, {**params, "limit": limit}).to_pylist()
+    edges = {
+        (r["caller"], r["callee"]): {"caller": r["caller"], "callee": r["callee"], **_edge_stats(r)}
+        for r in rows
+    }
+    if step_ns is not None:
+        if step_ns < 10**9 or step_ns % 10**9:
+            raise ValueError("step must be a whole number of seconds")
+        for edge in edges.values():
+            edge["series"] = []
+        series = backend.query_arrow(sql.DEPENDENCY_SERIES, {**params, "step_s": step_ns // 10**9})
+        for r in series.to_pylist():
+            edge = edges.get((r["caller"], r["callee"]))
+            if edge is not None:
+                edge["series"].append({"time_unix_nano": str(r["bucket_ns"]), **_edge_stats(r)})
+    return list(edges.values())
+
+
+# -- traces ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TraceSearch:
+    """A trace search; a trace matches if ONE of its spans meets every criterion."""
+
+    start_ns: int
+    end_ns: int
+    service: str = ""
+    operation: str = ""
+    attrs: list[AttrFilter] = field(default_factory=list)
+    min_duration_ns: int | None = None
+    max_duration_ns: int | None = None
+    status: str = ""  # 'error', 'ok', 'unset' or '' for any
+    limit: int = 20
+
+
+def _summary(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "trace_id": row["trace_hex"],
+        "root_service": row["root_service"],
+        "root_operation": row["root_operation"],
+        "root_span_missing": not row["has_root"],
+        "start_time_unix_nano": row["start_ns"],
+        "duration_ns": row["duration_ns"],
+        "duration_ms": row["duration_ns"] / 1e6,
+        "span_count": row["span_count"],
+        "error_count": row["error_count"],
+        "services": list(row["services"]),
+    }
+
+
+def trace_summaries(backend: Backend, trace_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """A summary of each known trace in ``trace_ids`` (lower-case hex), read in one pass."""
+    if not trace_ids:
+        return {}
+    bounds = backend.query_arrow(queries.TRACES_BOUNDS, {"trace_ids": trace_ids}).to_pylist()
+    if not bounds or bounds[0]["n"] == 0:
+        return {}
+    params = {"trace_ids": trace_ids, "start": bounds[0]["start"], "end": bounds[0]["end"]}
+    rows = backend.query_arrow(sql.TRACE_SUMMARIES, params).to_pylist()
+    return {row["trace_hex"]: _summary(row) for row in rows}
+
+
+def search_traces(backend: Backend, q: TraceSearch) -> list[dict[str, Any]]:
+    """Summaries of the traces matching ``q``, the newest (by start time) first."""
+    _check_range(q.start_ns, q.end_ns)
+    _check_limit(q.limit)
+    if q.status and q.status not in STATUSES:
+        raise ValueError(f"status: {q.status!r} must be one of {', '.join(STATUSES)}")
+    min_d, max_d = q.min_duration_ns, q.max_duration_ns
+    if min_d is not None and max_d is not None and max_d < min_d:
+        raise ValueError("max_duration_ms is below min_duration_ms")
+    params: dict[str, Any] = {
+        "start": q.start_ns,
+        "end": q.end_ns,
+        "service": _text(q.service, "service"),
+        "operation": _text(q.operation, "operation"),
+        "min_duration": max(0, min_d or 0),
+        "max_duration": MAX_DURATION_NS if max_d is None else max(0, max_d),
+        "status": STATUSES.get(q.status, ""),
+        "limit": q.limit,
+        **_attr_params(q.attrs),
+    }
+    ids = [row["trace_hex"] for row in backend.query_arrow(sql.SEARCH_TRACE_IDS, params).to_pylist()]
+    summaries = trace_summaries(backend, ids)
+    found = [summaries[t] for t in ids if t in summaries]
+    return sorted(found, key=lambda s: (-int(s["start_time_unix_nano"]), s["trace_id"]))
+
+
+# -- logs --------------------------------------------------------------------------------------
+
+
+def _log(row: dict[str, Any]) -> dict[str, Any]:
+    body = typed_attributes({"body": row["body"]}, {"body": row["body_kind"]})["body"]
+    return {
+        "time_unix_nano": row["time_unix_nano"],
+        "observed_time_unix_nano": row["observed_time_unix_nano"],
+        "severity_number": row["severity_number"],
+        "severity_text": row["severity_text"],
+        "body": body,
+        "event_name": row["event_name"],
+        "service_name": row["service_name"],
+        "trace_id": row["trace_hex"],
+        "span_id": row["span_hex"],
+        "flags": row["flags"],
+        "attributes": typed_attributes(row["attributes"], row["kinds"]),
+        "resource": {"attributes": typed_attributes(row["resource_attributes"], row["resource_kinds"])},
+        "scope": {"name": row["scope_name"], "version": row["scope_version"]},
+        "correlation_id": row["correlation_id"],
+    }
+
+
+def trace_logs(backend: Backend, trace_id: str) -> list[dict[str, Any]]:
+    """Logs of one trace, in time order, from around the trace's stored time bounds; [] if unknown."""
+    if not TRACE_ID.match(trace_id):
+        raise ValueError(f"trace id must be 32 hex digits, got {trace_id!r}")
+    trace_id = trace_id.lower()
+    bounds = backend.query_arrow(queries.TRACE_BOUNDS, {"trace_id": trace_id}).to_pylist()
+    if not bounds or bounds[0]["n"] == 0:
+        return []
+    params = {
+        "trace_id": trace_id,
+        "start": max(0, bounds[0]["start"] - TRACE_LOG_MARGIN_NS),
+        "end": bounds[0]["end"] + TRACE_LOG_MARGIN_NS,
+        "limit": TRACE_LOG_LIMIT,
+    }
+    return [_log(row) for row in backend.query_arrow(sql.TRACE_LOGS, params).to_pylist()]
+
+
+@dataclass(frozen=True)
+class LogSearch:
+    """A log search; every given criterion must hold."""
+
+    start_ns: int
+    end_ns: int
+    service: str = ""
+    severity_min: int = 0
+    q: str = ""
+    trace_id: str = ""
+    correlation_id: str = ""
+    attrs: list[AttrFilter] = field(default_factory=list)
+    limit: int = 100
+
+
+def search_logs(backend: Backend, q: LogSearch) -> list[dict[str, Any]]:
+    """Logs matching ``q``, newest first."""
+    _check_range(q.start_ns, q.end_ns)
+    _check_limit(q.limit)
+    if not 0 <= q.severity_min <= 24:
+        raise ValueError(f"severity_min must be from 0 to 24, got {q.severity_min}")
+    params: dict[str, Any] = {
+        "start": q.start_ns,
+        "end": q.end_ns,
+        "service": _text(q.service, "service"),
+        "severity_min": q.severity_min,
+        "limit": q.limit,
+        **_attr_params(q.attrs),
+    }
+    filters: list[str] = []
+    if q.trace_id:
+        if not TRACE_ID.match(q.trace_id):
+            raise ValueError(f"trace_id must be 32 hex digits, got {q.trace_id[:64]!r}")
+        filters.append(sql.LOG_TRACE_FILTER)
+        params["trace_id"] = q.trace_id.lower()
+    if q.correlation_id:
+        filters.append(sql.LOG_CORRELATION_FILTER)
+        params["correlation_id"] = _text(q.correlation_id, "correlation_id")
+    for n, token in enumerate(tokens(_text(q.q, "q"))):
+        filters.append(sql.TOKEN_FILTER.format(n=n))
+        params[f"token_{n}"] = token
+    statement = sql.LOG_SEARCH_HEAD + "".join(f"  AND {f}\n" for f in filters) + sql.LOG_SEARCH_TAIL
+    return [_log(row) for row in backend.query_arrow(statement, params).to_pylist()]
+
+
+# -- correlations ------------------------------------------------------------------------------
+
+
+def correlation(
+    backend: Backend, correlation_id: str, start_ns: int, end_ns: int, limit: int = 1000
+) -> dict[str, Any]:
+    """Every span, trace and log carrying ``correlation_id`` in [start_ns, end_ns], in time order.
+
+    ``traces`` are the summaries of the traces those spans belong to (whole traces, also spans
+    without the id), oldest first; ``spans`` and ``logs`` are those that carry the id.
+    """
+    _check_range(start_ns, end_ns)
+    _check_limit(limit)
+    if not correlation_id:
+        raise ValueError("correlation id must not be empty")
+    params = {
+        "correlation_id": _text(correlation_id, "correlation id"),
+        "start": start_ns,
+        "end": end_ns,
+        "limit": limit,
+    }
+    spans = [
+        {
+            "trace_id": r["trace_hex"],
+            "span_id": r["span_hex"],
+            "parent_span_id": r["parent_hex"],
+            "service_name": r["service_name"],
+            "name": r["name"],
+            "kind": r["kind"],
+            "start_time_unix_nano": r["start_time_unix_nano"],
+            "duration_ns": r["duration"],
+            "status": {"code": r["status_code"], "message": r["status_message"]},
+        }
+        for r in backend.query_arrow(sql.CORRELATION_SPANS, params).to_pylist()
+    ]
+    logs = [_log(row) for row in backend.query_arrow(sql.CORRELATION_LOGS, params).to_pylist()]
+    summaries = trace_summaries(backend, list(dict.fromkeys(s["trace_id"] for s in spans)))
+    traces = sorted(summaries.values(), key=lambda s: (int(s["start_time_unix_nano"]), s["trace_id"]))
+    return {"correlation_id": correlation_id, "traces": traces, "spans": spans, "logs": logs}

@@ -1,0 +1,294 @@
+"""RED metrics (rate, errors, duration) from the per-minute roll-up ``red_1m`` (see ``docs/red.md``).
+
+The roll-up keeps, per minute and service/operation/kind/dimensions, the number of requests, of
+errors, and a histogram of durations over fixed log-linear buckets (``LOWER_BOUNDS_NS``). Quantiles
+and "fraction under a threshold" are computed here from the merged histogram, interpolating linearly
+inside the bucket that holds the answer: a quantile is off by less than one bucket width, less than
+``MAX_RELATIVE_ERROR`` (5 %) of the true value; a fraction is exact when the threshold is a bucket
+bound.
+
+Ranges are widened to whole minutes (the roll-up's resolution): ``start`` down, ``end`` up. Rates
+are per second over that widened range.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from store.backend import Backend
+from store.sql import red as sql
+
+MINUTE_NS = 60 * 10**9
+_MAX_SECONDS = 2**32 - 61  # red_1m.minute is a DateTime (UInt32 seconds)
+
+
+def _lower_bound(index: int) -> int:
+    """Lower bound in ns of bucket ``index`` (the same arithmetic as migration 0004's view)."""
+    if index == 0:
+        return 0
+    if index == LAST_BUCKET:
+        return 10**12
+    decade, slot = divmod(index - 1, 70)
+    base = 10 ** (decade + 3)
+    if slot < 20:
+        return base + slot * (base // 20)
+    if slot < 50:
+        return 2 * base + (slot - 20) * (base // 10)
+    return 5 * base + (slot - 50) * (base // 4)
+
+
+#: Bucket 0 is [0, 1 us); the last, [1000 s, inf). In between, 70 buckets per decade of nanoseconds.
+LAST_BUCKET = 631
+LOWER_BOUNDS_NS: tuple[int, ...] = tuple(_lower_bound(i) for i in range(LAST_BUCKET + 1))
+#: Widest bucket relative to its lower bound (buckets 1 to 630): a quantile's worst relative error.
+MAX_RELATIVE_ERROR = max(
+    (LOWER_BOUNDS_NS[i + 1] - LOWER_BOUNDS_NS[i]) / LOWER_BOUNDS_NS[i] for i in range(1, LAST_BUCKET)
+)
+
+
+def bucket_of(duration_ns: int) -> int:
+    """The bucket a duration falls into (the Python twin of the view's SQL, for tests and docs)."""
+    return bisect.bisect_right(LOWER_BOUNDS_NS, duration_ns) - 1
+
+
+def bucket_range(index: int) -> tuple[int, int | None]:
+    """``[lower, upper)`` in ns; ``upper`` is None for the overflow bucket."""
+    upper = LOWER_BOUNDS_NS[index + 1] if index < LAST_BUCKET else None
+    return LOWER_BOUNDS_NS[index], upper
+
+
+def quantile_ns(ids: Sequence[int], counts: Sequence[int], q: float) -> float | None:
+    """The ``q`` quantile (0..1) of a histogram given as sorted bucket ids and counts; None if empty.
+
+    The answer is the duration of rank ``floor(q * total)`` (0-based, as ClickHouse's
+    ``quantileExact`` picks it), placed inside its bucket as if the bucket's durations were spread
+    evenly. The true duration is in the same bucket, so the error is below one bucket width. In the
+    overflow bucket the answer is its lower bound, 1000 s.
+    """
+    if not 0 <= q <= 1:
+        raise ValueError(f"quantile must be between 0 and 1, got {q}")
+    total = sum(counts)
+    if total == 0:
+        return None
+    rank = min(math.floor(q * total), total - 1)
+    before = 0
+    for index, count in zip(ids, counts, strict=True):
+        if before + count > rank:
+            lower, upper = bucket_range(index)
+            if upper is None:
+                return float(lower)
+            return lower + (upper - lower) * (rank - before + 0.5) / count
+        before += count
+    raise AssertionError("unreachable: rank < total")
+
+
+def count_under(ids: Sequence[int], counts: Sequence[int], threshold_ns: int) -> tuple[float, bool]:
+    """How many durations are below ``threshold_ns``, and whether that number is exact.
+
+    Buckets wholly below count fully; the one holding the threshold counts in proportion to the part
+    below it (exact when the threshold is its lower bound, or it is empty).
+    """
+    under = 0.0
+    exact = True
+    for index, count in zip(ids, counts, strict=True):
+        lower, upper = bucket_range(index)
+        if upper is not None and upper <= threshold_ns:
+            under += count
+        elif lower < threshold_ns and count:
+            if upper is None:  # overflow bucket: no upper bound to interpolate against
+                exact = False
+                continue
+            under += count * (threshold_ns - lower) / (upper - lower)
+            exact = False
+    return under, exact
+
+
+@dataclass(frozen=True)
+class Window:
+    """A range widened to whole minutes, in unix seconds: ``[start_s, end_s)``."""
+
+    start_s: int
+    end_s: int
+
+    @property
+    def seconds(self) -> int:
+        return self.end_s - self.start_s
+
+
+def minute_window(start_ns: int, end_ns: int, step_s: int = 60) -> Window:
+    """``[start_ns, end_ns)`` widened to multiples of ``step_s`` (a whole number of minutes)."""
+    if end_ns <= start_ns:
+        raise ValueError(f"end ({end_ns}) must be after start ({start_ns})")
+    if step_s < 60 or step_s % 60:
+        raise ValueError(f"step must be a whole number of minutes, got {step_s} s")
+    start_s = min(max(0, start_ns // 10**9 // step_s * step_s), _MAX_SECONDS // step_s * step_s)
+    end_s = -(-end_ns // (step_s * 10**9)) * step_s
+    end_s = min(max(start_s + step_s, end_s), (_MAX_SECONDS // step_s + 1) * step_s)
+    return Window(start_s, end_s)
+
+
+@dataclass(frozen=True)
+class RedStats:
+    """Requests, errors and latency quantiles of one group over some seconds."""
+
+    requests: int
+    errors: int
+    rate: float
+    error_rate: float
+    error_ratio: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "rate": self.rate,
+            "error_rate": self.error_rate,
+            "error_ratio": self.error_ratio,
+            "p50_ms": self.p50_ms,
+            "p95_ms": self.p95_ms,
+            "p99_ms": self.p99_ms,
+        }
+
+
+def _ms(value_ns: float | None) -> float | None:
+    return None if value_ns is None else round(value_ns / 1e6, 4)
+
+
+def _stats(row: dict[str, Any], seconds: int) -> RedStats:
+    requests, errors = int(row["n_requests"]), int(row["n_errors"])
+    ids, counts = row["bucket_ids"], row["bucket_counts"]
+    return RedStats(
+        requests=requests,
+        errors=errors,
+        rate=requests / seconds,
+        error_rate=errors / seconds,
+        error_ratio=errors / requests if requests else None,
+        p50_ms=_ms(quantile_ns(ids, counts, 0.50)),
+        p95_ms=_ms(quantile_ns(ids, counts, 0.95)),
+        p99_ms=_ms(quantile_ns(ids, counts, 0.99)),
+    )
+
+
+def _range_params(window: Window) -> dict[str, int]:
+    return {"start": window.start_s, "end": window.end_s}
+
+
+def _operation_params(operation: str | None) -> dict[str, Any]:
+    return {"any_operation": int(operation is None), "operation": operation or ""}
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit < 2**32:
+        raise ValueError(f"limit must be a positive whole number, got {limit}")
+
+
+@dataclass(frozen=True)
+class ServiceRed:
+    service: str
+    stats: RedStats
+    window: Window
+
+
+def services_overview(backend: Backend, start_ns: int, end_ns: int, limit: int = 100) -> list[ServiceRed]:
+    """RED per service over ``[start_ns, end_ns)`` (widened to minutes), busiest first."""
+    _check_limit(limit)
+    window = minute_window(start_ns, end_ns)
+    rows = backend.query_arrow(sql.SERVICES, {**_range_params(window), "limit": limit}).to_pylist()
+    return [ServiceRed(row["service"], _stats(row, window.seconds), window) for row in rows]
+
+
+@dataclass(frozen=True)
+class OperationRed:
+    operation: str
+    kind: str
+    stats: RedStats
+    window: Window
+
+
+def operations(
+    backend: Backend, service: str, start_ns: int, end_ns: int, limit: int = 100
+) -> list[OperationRed]:
+    """RED per operation (span name) and span kind of ``service``, busiest first."""
+    _check_limit(limit)
+    window = minute_window(start_ns, end_ns)
+    params = {**_range_params(window), "service": service, "limit": limit}
+    rows = backend.query_arrow(sql.OPERATIONS, params).to_pylist()
+    return [OperationRed(row["op_name"], row["op_kind"], _stats(row, window.seconds), window) for row in rows]
+
+
+@dataclass(frozen=True)
+class RedPoint:
+    """One step of a series: ``[time_s, time_s + step)``."""
+
+    time_s: int
+    stats: RedStats
+
+
+@dataclass(frozen=True)
+class RedSeries:
+    window: Window
+    step_s: int
+    points: list[RedPoint]
+
+
+def red_series(
+    backend: Backend, service: str, operation: str | None, start_ns: int, end_ns: int, step_ns: int
+) -> RedSeries:
+    """RED of ``service`` (one ``operation``, or all when None) per step, every step present.
+
+    Points start at multiples of the step since the epoch; the range is widened to whole steps.
+    A step without requests has rate 0 and no ratio or quantiles.
+    """
+    if step_ns <= 0 or step_ns % MINUTE_NS:
+        raise ValueError(f"step must be a whole number of minutes, got {step_ns} ns")
+    step_s = step_ns // 10**9
+    window = minute_window(start_ns, end_ns, step_s)
+    params = {**_range_params(window), **_operation_params(operation), "service": service, "step": step_s}
+    rows = {row["point"]: row for row in backend.query_arrow(sql.SERIES, params).to_pylist()}
+    empty = {"n_requests": 0, "n_errors": 0, "bucket_ids": [], "bucket_counts": []}
+    points = [
+        RedPoint(t, _stats(rows.get(t, empty), step_s)) for t in range(window.start_s, window.end_s, step_s)
+    ]
+    return RedSeries(window, step_s, points)
+
+
+@dataclass(frozen=True)
+class FractionUnder:
+    """Requests faster than a threshold: the basis of a latency SLI."""
+
+    requests: int
+    under: float
+    fraction: float | None
+    exact: bool
+    window: Window
+
+
+def fraction_under(
+    backend: Backend,
+    service: str,
+    operation: str | None,
+    threshold_ms: float,
+    start_ns: int,
+    end_ns: int,
+) -> FractionUnder:
+    """Share of ``service``'s requests (one ``operation`` or all) that took less than ``threshold_ms``.
+
+    Exact (``exact=True``) when the threshold is a bucket bound, e.g. 1, 2, 2.5, 3, 5, 7.5, 10, 100,
+    250, 300 or 500 ms; otherwise the bucket holding the threshold is split linearly.
+    """
+    if not threshold_ms >= 0:
+        raise ValueError(f"threshold must be a non-negative number of milliseconds, got {threshold_ms}")
+    threshold_ns = round(threshold_ms * 1e6)
+    window = minute_window(start_ns, end_ns)
+    params = {**_range_params(window), **_operation_params(operation), "service": service}
+    row = backend.query_arrow(sql.TOTAL, params).to_pylist()[0]
+    requests = int(row["n_requests"])
+    under, exact = count_under(row["bucket_ids"], row["bucket_counts"], threshold_ns)
+    return FractionUnder(requests, under, under / requests if requests else None, exact, window)
