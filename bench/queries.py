@@ -33,6 +33,12 @@ KINDS = np.array(["SERVER", "CLIENT", "INTERNAL", "CONSUMER"])
 DAY_NS = 86_400 * 10**9
 
 
+def _strings(values: np.ndarray) -> pa.Array:
+    # Large numpy string arrays come back from pyarrow in chunks; MapArray wants one array.
+    array = pa.array(values, pa.string())
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
 def generate(n: int, end_ns: int, seed: int) -> pa.Table:
     """``n`` spans ending before ``end_ns``, in traces of 10 spans, as the spans table's columns."""
     rng = np.random.default_rng(seed)
@@ -51,11 +57,11 @@ def generate(n: int, end_ns: int, seed: int) -> pa.Table:
     error = rng.random(n) < 0.02
     status = np.where(error, "500", "200")
 
-    keys = pa.array(np.tile(["http.route", "http.response.status_code"], n))
-    values = pa.array(np.column_stack([np.array(OPERATIONS)[operation], status]).reshape(-1))
+    keys = _strings(np.tile(["http.route", "http.response.status_code"], n))
+    values = _strings(np.column_stack([np.array(OPERATIONS)[operation], status]).reshape(-1))
     offsets = pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32))
     attributes = pa.MapArray.from_arrays(offsets, keys, values)
-    kinds_keys = pa.array(np.full(n, "http.response.status_code"))
+    kinds_keys = _strings(np.full(n, "http.response.status_code"))
     kinds_offsets = pa.array(np.arange(0, n + 1, dtype=np.int32))
     kinds = pa.MapArray.from_arrays(kinds_offsets, kinds_keys, pa.array(np.full(n, 3, dtype=np.int8)))
     return pa.table(
@@ -166,9 +172,47 @@ def run_queries(backend, end_ns: int, repeat: int) -> list[tuple[str, float, flo
     return results
 
 
+# The same answers from raw spans, to report what the roll-up saves.
+RAW_OVERVIEW = """
+SELECT service_name, count() AS requests, countIf(status_code = 'ERROR') AS errors,
+       quantiles(0.5, 0.95, 0.99)(duration) AS q
+FROM spans
+WHERE timestamp >= fromUnixTimestamp64Nano({start:Int64}) AND timestamp < fromUnixTimestamp64Nano({end:Int64})
+  AND (kind IN ('SERVER', 'CONSUMER') OR parent_span_id = toFixedString('', 8))
+GROUP BY service_name
+"""
+RAW_SERIES = """
+SELECT toStartOfInterval(timestamp, INTERVAL 15 MINUTE) AS t, count() AS requests,
+       countIf(status_code = 'ERROR') AS errors, quantiles(0.5, 0.95, 0.99)(duration) AS q
+FROM spans
+WHERE service_name = {service:String}
+  AND timestamp >= fromUnixTimestamp64Nano({start:Int64}) AND timestamp < fromUnixTimestamp64Nano({end:Int64})
+  AND (kind IN ('SERVER', 'CONSUMER') OR parent_span_id = toFixedString('', 8))
+GROUP BY t ORDER BY t
+"""
+
+
 def roll_up_queries(backend, end_ns: int, repeat: int) -> list[tuple[str, float, float, str]]:  # noqa: ANN001
-    """The services overview and a RED series, from the roll-up (filled in once store/red.py exists)."""
-    return []
+    """The services overview over one hour and a 24-hour RED series, from the roll-up and from raw spans."""
+    from store import red
+
+    hour = (end_ns - 3600 * 10**9, end_ns)
+    day = (end_ns - DAY_NS, end_ns)
+    step = 15 * 60 * 10**9
+    overview = timed(lambda: red.services_overview(backend, *hour), repeat)
+    overview_raw = timed(
+        lambda: backend.query_arrow(RAW_OVERVIEW, {"start": hour[0], "end": hour[1]}), repeat
+    )
+    series = timed(lambda: red.red_series(backend, "svc-03", None, *day, step), repeat)
+    series_raw = timed(
+        lambda: backend.query_arrow(RAW_SERIES, {"service": "svc-03", "start": day[0], "end": day[1]}), repeat
+    )
+    return [
+        ("services overview, one hour (roll-up)", *overview, "100"),
+        (f"  same from raw spans (roll-up / raw = {overview[0] / overview_raw[0]:.2f})", *overview_raw, ""),
+        ("RED series, 24 hours, 15-minute step (roll-up)", *series, "150"),
+        (f"  same from raw spans (roll-up / raw = {series[0] / series_raw[0]:.2f})", *series_raw, ""),
+    ]
 
 
 if __name__ == "__main__":
