@@ -74,14 +74,27 @@ def _span(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def get_trace(backend: Backend, trace_id: str) -> list[dict[str, Any]]:
-    """Every stored span of ``trace_id`` (32 hex digits), in start-time order; [] if unknown."""
+def trace_bounds(backend: Backend, trace_id: str) -> tuple[str, int, int] | None:
+    """(lower-case id, first start, last end in unix ns) of a stored trace; None if unknown.
+
+    Raises ValueError unless ``trace_id`` is 32 hex digits.
+    """
     if not TRACE_ID.match(trace_id):
         raise ValueError(f"trace id must be 32 hex digits, got {trace_id!r}")
     trace_id = trace_id.lower()
     bounds = backend.query_arrow(queries.TRACE_BOUNDS, {"trace_id": trace_id}).to_pylist()
     if not bounds or bounds[0]["n"] == 0:
+        return None
+    return trace_id, bounds[0]["start"], bounds[0]["end"]
+
+
+def get_trace(backend: Backend, trace_id: str) -> list[dict[str, Any]]:
+    """Every stored span of ``trace_id`` (32 hex digits), in start-time order; [] if unknown."""
+    found = trace_bounds(backend, trace_id)
+    if found is None:
         return []
-    params = {"trace_id": trace_id, "start": bounds[0]["start"], "end": bounds[0]["end"]}
-    rows = backend.query_arrow(queries.TRACE_SPANS, params).to_pylist()
+    trace_id, start, end = found
+    rows = backend.query_arrow(
+        queries.TRACE_SPANS, {"trace_id": trace_id, "start": start, "end": end}
+    ).to_pylist()
     return [_span(row) for row in rows]

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Request
 from starlette.datastructures import QueryParams
 
 from store import explore, traces
-from store.backend import Backend, StoreError, StoreUnavailable
-from ui.params import bad_request, parse_limit, parse_range, parse_step
+from store.backend import Backend
+from ui.params import bad_request, call_store, parse_limit, parse_range, parse_step
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +26,6 @@ EDGE_LIMIT = (1000, 10_000)
 CORRELATION_LIMIT = (1000, 10_000)
 
 T = TypeVar("T")
-
-
-def _run(compute: Callable[[], T]) -> T:
-    """Refused input becomes 400, an unreachable store 503, a failed query 500."""
-    try:
-        return compute()
-    except ValueError as exc:
-        raise bad_request(str(exc)) from None
-    except StoreUnavailable as exc:
-        raise HTTPException(503, f"store unavailable: {exc}") from None
-    except StoreError as exc:
-        log.exception("explore query failed")
-        raise HTTPException(500, f"query failed: {exc}") from None
 
 
 def _only_known(params: QueryParams, known: set[str]) -> None:
@@ -89,7 +75,7 @@ def router(backend: Backend) -> APIRouter:
         limit = parse_limit(_single(params, "limit") or None, *EDGE_LIMIT)
         step_text = _single(params, "step")
         step = parse_step(step_text, window.end_ns - window.start_ns) if step_text else None
-        edges = _run(lambda: explore.dependencies(backend, window.start_ns, window.end_ns, limit, step))
+        edges = call_store(lambda: explore.dependencies(backend, window.start_ns, window.end_ns, limit, step))
         return {
             "start_unix_nano": str(window.start_ns),
             "end_unix_nano": str(window.end_ns),
@@ -115,16 +101,16 @@ def router(backend: Backend) -> APIRouter:
             status=_single(params, "status").lower(),
             limit=parse_limit(_single(params, "limit") or None, *TRACE_LIMIT),
         )
-        found = _run(lambda: explore.search_traces(backend, query))
+        found = call_store(lambda: explore.search_traces(backend, query))
         return {"traces": found}
 
     @api.get("/api/v1/traces/{trace_id}")
     def get_trace(trace_id: str) -> dict[str, Any]:
         """Every stored span of one trace, with all stored fields, and the trace's logs in time order."""
-        spans = _run(lambda: traces.get_trace(backend, trace_id))
+        spans = call_store(lambda: traces.get_trace(backend, trace_id))
         if not spans:
             raise HTTPException(404, f"trace {trace_id.lower()} not found")
-        logs = _run(lambda: explore.trace_logs(backend, trace_id))
+        logs = call_store(lambda: explore.trace_logs(backend, trace_id))
         return {"trace_id": trace_id.lower(), "spans": spans, "logs": logs}
 
     @api.get("/api/v1/logs")
@@ -150,7 +136,7 @@ def router(backend: Backend) -> APIRouter:
             attrs=_attrs(params),
             limit=parse_limit(_single(params, "limit") or None, *LOG_LIMIT),
         )
-        return {"logs": _run(lambda: explore.search_logs(backend, query))}
+        return {"logs": call_store(lambda: explore.search_logs(backend, query))}
 
     @api.get("/api/v1/correlations/{correlation_id}")
     def get_correlation(correlation_id: str, request: Request) -> dict[str, Any]:
@@ -161,7 +147,7 @@ def router(backend: Backend) -> APIRouter:
             _single(params, "start") or None, _single(params, "end") or None, CORRELATION_RANGE_NS
         )
         limit = parse_limit(_single(params, "limit") or None, *CORRELATION_LIMIT)
-        return _run(
+        return call_store(
             lambda: explore.correlation(backend, correlation_id, window.start_ns, window.end_ns, limit)
         )
 

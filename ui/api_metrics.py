@@ -10,12 +10,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from store import metrics_query
-from store.backend import Backend, StoreError, StoreUnavailable
-from ui.params import bad_request, parse_limit, parse_range, parse_step
+from store.backend import Backend
+from ui.params import bad_request, call_store, parse_limit, parse_range, parse_step
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +48,8 @@ def _attrs(values: list[str]) -> tuple[tuple[str, str], ...]:
 
 
 async def _run(compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run a store call off the event loop; its refusals become 400/404, outages 503."""
-    try:
-        return await run_in_threadpool(compute)
-    except metrics_query.MetricNotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
-    except ValueError as exc:
-        raise bad_request(str(exc)) from exc
-    except StoreUnavailable as exc:
-        raise HTTPException(503, f"store unavailable: {exc}") from exc
-    except StoreError as exc:
-        log.exception("metrics query failed")
-        raise HTTPException(500, f"query failed: {exc}") from exc
+    """Run a store call off the event loop, with the API's error answers."""
+    return await run_in_threadpool(call_store, compute)
 
 
 def router(backend: Backend) -> APIRouter:

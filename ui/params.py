@@ -1,18 +1,42 @@
-"""Query parameters of the JSON API: times, ranges, limits and steps, each refused with a clear 400."""
+"""Query parameters of the JSON API (times, ranges, limits, steps) and its error answers."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from fastapi import HTTPException
+
+from store.backend import StoreError, StoreUnavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_RANGE_NS = 3600 * 10**9  # the last hour, when a range is not given
 MAX_LIMIT = 10_000
 _STEP = re.compile(r"^(\d+)(s|m|h|d)$")
 _STEP_NS = {"s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9}
+
+
+def call_store(compute: Callable[[], T]) -> T:
+    """Run a store call for an endpoint: refused input (ValueError) is 400, something unknown
+    (LookupError) 404, an unreachable store 503, a failed query 500."""
+    try:
+        return compute()
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except StoreUnavailable as exc:
+        raise HTTPException(503, f"store unavailable: {exc}") from None
+    except StoreError as exc:
+        log.exception("query failed")
+        raise HTTPException(500, f"query failed: {exc}") from None
 
 
 def bad_request(message: str) -> HTTPException:
