@@ -15,7 +15,7 @@ from store.backend import Backend
 from store.search import MAX_DURATION_NS
 from store.sql import explore as sql
 from store.sql import queries
-from store.traces import TRACE_ID, trace_bounds, typed_attributes
+from store.traces import TRACE_ID, typed_attributes
 
 #: How much earlier than its child a parent span may start and still be joined to it (service map).
 PARENT_SLACK_NS = 5 * 60 * 10**9
@@ -254,16 +254,12 @@ def _log(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def trace_logs(backend: Backend, trace_id: str) -> list[dict[str, Any]]:
-    """Logs of one trace, in time order, from around the trace's stored time bounds; [] if unknown."""
-    found = trace_bounds(backend, trace_id)
-    if found is None:
-        return []
-    trace_id, start, end = found
+def trace_logs(backend: Backend, trace_id: str, start_ns: int, end_ns: int) -> list[dict[str, Any]]:
+    """Logs of one trace (lower-case hex), in time order, from around its bounds (``traces.trace_bounds``)."""
     params = {
         "trace_id": trace_id,
-        "start": max(0, start - TRACE_LOG_MARGIN_NS),
-        "end": end + TRACE_LOG_MARGIN_NS,
+        "start": max(0, start_ns - TRACE_LOG_MARGIN_NS),
+        "end": end_ns + TRACE_LOG_MARGIN_NS,
         "limit": TRACE_LOG_LIMIT,
     }
     return [_log(row) for row in backend.query_arrow(sql.TRACE_LOGS, params).to_pylist()]

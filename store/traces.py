@@ -88,13 +88,13 @@ def trace_bounds(backend: Backend, trace_id: str) -> tuple[str, int, int] | None
     return trace_id, bounds[0]["start"], bounds[0]["end"]
 
 
+def spans_of(backend: Backend, trace_id: str, start_ns: int, end_ns: int) -> list[dict[str, Any]]:
+    """The spans of ``trace_id`` (lower-case hex) within its bounds from :func:`trace_bounds`."""
+    params = {"trace_id": trace_id, "start": start_ns, "end": end_ns}
+    return [_span(row) for row in backend.query_arrow(queries.TRACE_SPANS, params).to_pylist()]
+
+
 def get_trace(backend: Backend, trace_id: str) -> list[dict[str, Any]]:
     """Every stored span of ``trace_id`` (32 hex digits), in start-time order; [] if unknown."""
     found = trace_bounds(backend, trace_id)
-    if found is None:
-        return []
-    trace_id, start, end = found
-    rows = backend.query_arrow(
-        queries.TRACE_SPANS, {"trace_id": trace_id, "start": start, "end": end}
-    ).to_pylist()
-    return [_span(row) for row in rows]
+    return spans_of(backend, *found) if found else []
