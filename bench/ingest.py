@@ -202,7 +202,6 @@ def engine_rates(data_dir: Path, bodies: list[bytes], spans_expected: int) -> di
         table = backend.query_arrow("SELECT * FROM spans")
         assert table.num_rows == spans_expected, (table.num_rows, spans_expected)
         backend.command("TRUNCATE TABLE spans")
-        backend.command("TRUNCATE TABLE trace_index")
         batch = defaults.batch_rows
         started = time.perf_counter()
         for offset in range(0, table.num_rows, batch):
@@ -210,7 +209,6 @@ def engine_rates(data_dir: Path, bodies: list[bytes], spans_expected: int) -> di
         arrow_rate = table.num_rows / (time.perf_counter() - started)
 
         backend.command("TRUNCATE TABLE spans")
-        backend.command("TRUNCATE TABLE trace_index")
         # As the flusher does: batches of the default size, each cut into parts written at once.
         writer = OtlpWriter(backend, defaults.correlation_keys)
         parts = defaults.insert_parallelism

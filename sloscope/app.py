@@ -8,6 +8,7 @@ import logging
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -20,12 +21,16 @@ from collector.intake import Intake
 from collector.queue import DurableQueue, QueueLimits
 from collector.telemetry import CollectorMetrics
 from sloscope.settings import Settings
-from store import migrations, open_backend
+from store import migrations, open_backend, service_map
 from store.otlp_writer import OtlpWriter
 from store.sql import queries
 from ui import api
 
 log = logging.getLogger("sloscope")
+
+#: Seconds between service map roll-up passes (store/service_map.py); the first pass waits one
+#: interval too, so that a write-ahead log replayed at start-up is in the store before it.
+SERVICE_MAP_INTERVAL_S = 30.0
 
 
 class StartupError(RuntimeError):
@@ -76,6 +81,16 @@ class SloscopeServer:
         self.otlp_url = self.api_url = self.zipkin_url = self.otlp_grpc_address = ""
         self._grpc: grpc.aio.Server | None = None
         self._demo = None
+        self._stop_roll_up = threading.Event()
+        self._roll_up_thread = threading.Thread(target=self._roll_up_loop, name="service-map", daemon=True)
+
+    def _roll_up_loop(self) -> None:
+        # A failed pass is logged and retried at the next interval; it never stops the server.
+        while not self._stop_roll_up.wait(SERVICE_MAP_INTERVAL_S):
+            try:
+                service_map.roll_up(self.backend, time.time_ns(), self._stop_roll_up)
+            except Exception:
+                log.exception("service map roll-up failed")
 
     def readiness(self) -> list[str]:
         """Reasons the server is not ready to serve; empty when it is."""
@@ -113,6 +128,8 @@ class SloscopeServer:
         self.zipkin_url = f"http://{host}:{zipkin_socket.getsockname()[1]}"
         for queue in self.queues.values():
             queue.start()
+        if not self._roll_up_thread.is_alive() and not self._stop_roll_up.is_set():
+            self._roll_up_thread.start()
         intake = Intake(self.queues, self.metrics)
         # grpc.aio binds to the running loop, and stops a server that is garbage collected: keep it.
         self._grpc = otlp_grpc.create_server(intake, self.settings.max_body_bytes)
@@ -171,9 +188,12 @@ class SloscopeServer:
             server.should_exit = True
 
     def close(self) -> None:
-        """Stop the demo, drain the queues into the store, close the store."""
+        """Stop the demo and the roll-up, drain the queues into the store, close the store."""
         if self._demo is not None:
             self._demo.stop()
+        self._stop_roll_up.set()
+        if self._roll_up_thread.is_alive():
+            self._roll_up_thread.join()  # the pass in progress stops after its minute, before the store closes
         for queue in self.queues.values():
             queue.stop()
         self.backend.close()

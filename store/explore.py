@@ -11,14 +11,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from store import service_map
 from store.backend import Backend
 from store.search import MAX_DURATION_NS
+from store.service_map import PARENT_SLACK_NS
 from store.sql import explore as sql
-from store.sql import queries
 from store.traces import TRACE_ID, typed_attributes
 
-#: How much earlier than its child a parent span may start and still be joined to it (service map).
-PARENT_SLACK_NS = 5 * 60 * 10**9
 #: Logs of a trace are looked for this far before its first span and after its last span ends.
 TRACE_LOG_MARGIN_NS = 5 * 60 * 10**9
 #: Most logs returned with one trace.
@@ -123,40 +122,56 @@ def _check_limit(limit: int) -> None:
 # -- service map -------------------------------------------------------------------------------
 
 
-def _edge_stats(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "calls": row["calls"],
-        "errors": row["errors"],
-        "p50_ms": row["p50_ns"] / 1e6,
-        "p95_ms": row["p95_ns"] / 1e6,
-        "avg_ms": row["avg_ns"] / 1e6,
-    }
-
-
 def dependencies(
-    backend: Backend, start_ns: int, end_ns: int, limit: int = 1000, step_ns: int | None = None
+    backend: Backend,
+    start_ns: int,
+    end_ns: int,
+    limit: int = 1000,
+    step_ns: int | None = None,
+    stored: bool = True,
 ) -> list[dict[str, Any]]:
     """Caller -> callee edges of child spans starting in [start_ns, end_ns], with call and error counts
     and the callees' latency; with ``step_ns`` (whole seconds) each edge also has a ``series``.
+
+    Whole minutes already rolled up (``store/service_map.py``) are read from ``service_edges_1m``; the
+    rest of the range (partial minutes at its ends, recent minutes) is joined from spans, and both are
+    added up. ``stored=False`` joins the whole range (the reference the roll-up is tested against); so
+    does a step that is not a whole number of minutes, as a stored minute cannot be split.
     """
     _check_range(start_ns, end_ns)
     _check_limit(limit)
-    params = {"start": start_ns, "end": end_ns, "parent_start": max(0, start_ns - PARENT_SLACK_NS)}
-    rows = backend.query_arrow(sql.DEPENDENCY_EDGES, {**params, "limit": limit}).to_pylist()
-    edges = {
-        (r["caller"], r["callee"]): {"caller": r["caller"], "callee": r["callee"], **_edge_stats(r)}
-        for r in rows
-    }
+    step_s = None
     if step_ns is not None:
         if step_ns < 10**9 or step_ns % 10**9:
             raise ValueError("step must be a whole number of seconds")
+        step_s = step_ns // 10**9
+    use_stored = stored and (step_s is None or step_s % 60 == 0)
+    rolled = service_map.rolled_minutes(backend, start_ns, end_ns) if use_stored else []
+    cover = service_map.coverage(start_ns, end_ns, rolled)
+    joins = [{"start": lo, "end": hi, "parent_start": max(0, lo - PARENT_SLACK_NS)} for lo, hi in cover.gaps]
+    # Each part's first `limit` edges by (caller, callee) hold the first `limit` of their sum.
+    totals: dict[tuple[str, str], service_map.EdgeSums] = {}
+    rows = service_map.stored_edges(backend, cover.runs, limit)
+    for params in joins:
+        rows += backend.query_arrow(sql.DEPENDENCY_EDGES, {**params, "limit": limit}).to_pylist()
+    for r in rows:
+        totals.setdefault((r["caller"], r["callee"]), service_map.EdgeSums()).add(r)
+    keys = sorted(totals)[:limit]
+    edges = {key: {"caller": key[0], "callee": key[1], **totals[key].stats()} for key in keys}
+    if step_s is not None:
+        points: dict[tuple[str, str, int], service_map.EdgeSums] = {}
+        rows = service_map.stored_series(backend, cover.runs, step_s)
+        for params in joins:
+            rows += backend.query_arrow(sql.DEPENDENCY_SERIES, {**params, "step_s": step_s}).to_pylist()
+        for r in rows:
+            if (r["caller"], r["callee"]) in edges:
+                points.setdefault((r["caller"], r["callee"], r["bucket_s"]), service_map.EdgeSums()).add(r)
         for edge in edges.values():
             edge["series"] = []
-        series = backend.query_arrow(sql.DEPENDENCY_SERIES, {**params, "step_s": step_ns // 10**9})
-        for r in series.to_pylist():
-            edge = edges.get((r["caller"], r["callee"]))
-            if edge is not None:
-                edge["series"].append({"time_unix_nano": str(r["bucket_ns"]), **_edge_stats(r)})
+        for caller, callee, bucket_s in sorted(points):
+            edges[caller, callee]["series"].append(
+                {"time_unix_nano": str(bucket_s * 10**9), **points[caller, callee, bucket_s].stats()}
+            )
     return list(edges.values())
 
 
@@ -197,11 +212,7 @@ def trace_summaries(backend: Backend, trace_ids: list[str]) -> dict[str, dict[st
     """A summary of each known trace in ``trace_ids`` (lower-case hex), read in one pass."""
     if not trace_ids:
         return {}
-    bounds = backend.query_arrow(queries.TRACES_BOUNDS, {"trace_ids": trace_ids}).to_pylist()
-    if not bounds or bounds[0]["n"] == 0:
-        return {}
-    params = {"trace_ids": trace_ids, "start": bounds[0]["start"], "end": bounds[0]["end"]}
-    rows = backend.query_arrow(sql.TRACE_SUMMARIES, params).to_pylist()
+    rows = backend.query_arrow(sql.TRACE_SUMMARIES, {"trace_ids": trace_ids}).to_pylist()
     return {row["trace_hex"]: _summary(row) for row in rows}
 
 
@@ -255,7 +266,7 @@ def _log(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def trace_logs(backend: Backend, trace_id: str, start_ns: int, end_ns: int) -> list[dict[str, Any]]:
-    """Logs of one trace (lower-case hex), in time order, from around its bounds (``traces.trace_bounds``)."""
+    """Logs of one trace (lower-case hex), in time order, from around its spans' time range."""
     params = {
         "trace_id": trace_id,
         "start": max(0, start_ns - TRACE_LOG_MARGIN_NS),

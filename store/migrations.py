@@ -15,7 +15,6 @@ log = logging.getLogger(__name__)
 #: Tables with a retention TTL, and the time column the TTL counts from.
 TTL_COLUMNS = {
     "spans": "timestamp",
-    "trace_index": "start",
     "logs": "timestamp",
     "metrics_gauge": "timestamp",
     "metrics_sum": "timestamp",
@@ -23,6 +22,8 @@ TTL_COLUMNS = {
     "metrics_exponential_histogram": "timestamp",
     "metrics_summary": "timestamp",
     "red_1m": "minute",
+    "service_edges_1m": "minute",
+    "service_edges_progress": "minute",
 }
 
 

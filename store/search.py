@@ -11,8 +11,7 @@ from typing import Any
 
 from store.backend import Backend
 from store.sql import queries
-from store.traces import TRACE_ID
-from store.traces import _span as span_from_row  # the one span shape of the store
+from store.traces import TRACE_ID, span_from_row
 
 #: Largest duration bound the engine accepts (UInt64 nanoseconds).
 MAX_DURATION_NS = 2**64 - 1
@@ -71,11 +70,7 @@ def get_traces(backend: Backend, trace_ids: list[str]) -> dict[str, list[dict[st
         ids.append(trace_id.lower())
     if not ids:
         return {}
-    unique = list(dict.fromkeys(ids))
-    bounds = backend.query_arrow(queries.TRACES_BOUNDS, {"trace_ids": unique}).to_pylist()
-    if not bounds or bounds[0]["n"] == 0:
-        return {}
-    params = {"trace_ids": unique, "start": bounds[0]["start"], "end": bounds[0]["end"]}
+    params = {"trace_ids": list(dict.fromkeys(ids))}
     out: dict[str, list[dict[str, Any]]] = {}
     for row in backend.query_arrow(queries.TRACES_SPANS, params).to_pylist():
         out.setdefault(row["trace_hex"], []).append(span_from_row(row))

@@ -35,7 +35,8 @@ def typed_attributes(values: list[tuple[str, str]] | dict[str, str], types: Any)
     return out
 
 
-def _span(row: dict[str, Any]) -> dict[str, Any]:
+def span_from_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The store's one span shape, from a row of ``queries.TRACE_SPANS``."""
     start = int(row["start_time_unix_nano"])
     return {
         "trace_id": row["trace_hex"],
@@ -74,27 +75,20 @@ def _span(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def trace_bounds(backend: Backend, trace_id: str) -> tuple[str, int, int] | None:
-    """(lower-case id, first start, last end in unix ns) of a stored trace; None if unknown.
+def get_trace(backend: Backend, trace_id: str) -> list[dict[str, Any]]:
+    """Every stored span of ``trace_id`` (32 hex digits), in start-time order; [] if unknown.
 
     Raises ValueError unless ``trace_id`` is 32 hex digits.
     """
     if not TRACE_ID.match(trace_id):
         raise ValueError(f"trace id must be 32 hex digits, got {trace_id!r}")
-    trace_id = trace_id.lower()
-    bounds = backend.query_arrow(queries.TRACE_BOUNDS, {"trace_id": trace_id}).to_pylist()
-    if not bounds or bounds[0]["n"] == 0:
-        return None
-    return trace_id, bounds[0]["start"], bounds[0]["end"]
+    rows = backend.query_arrow(queries.TRACE_SPANS, {"trace_id": trace_id.lower()}).to_pylist()
+    return [span_from_row(row) for row in rows]
 
 
-def spans_of(backend: Backend, trace_id: str, start_ns: int, end_ns: int) -> list[dict[str, Any]]:
-    """The spans of ``trace_id`` (lower-case hex) within its bounds from :func:`trace_bounds`."""
-    params = {"trace_id": trace_id, "start": start_ns, "end": end_ns}
-    return [_span(row) for row in backend.query_arrow(queries.TRACE_SPANS, params).to_pylist()]
-
-
-def get_trace(backend: Backend, trace_id: str) -> list[dict[str, Any]]:
-    """Every stored span of ``trace_id`` (32 hex digits), in start-time order; [] if unknown."""
-    found = trace_bounds(backend, trace_id)
-    return spans_of(backend, *found) if found else []
+def trace_time_range(spans: list[dict[str, Any]]) -> tuple[int, int]:
+    """(first start, last end) in unix ns of a non-empty list of span dicts."""
+    return (
+        min(int(s["start_time_unix_nano"]) for s in spans),
+        max(int(s["end_time_unix_nano"]) for s in spans),
+    )

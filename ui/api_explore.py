@@ -107,11 +107,10 @@ def router(backend: Backend) -> APIRouter:
     @api.get("/api/v1/traces/{trace_id}")
     def get_trace(trace_id: str) -> dict[str, Any]:
         """Every stored span of one trace, with all stored fields, and the trace's logs in time order."""
-        found = call_store(lambda: traces.trace_bounds(backend, trace_id))
-        spans = call_store(lambda: traces.spans_of(backend, *found)) if found else []
+        spans = call_store(lambda: traces.get_trace(backend, trace_id))
         if not spans:
             raise HTTPException(404, f"trace {trace_id.lower()} not found")
-        logs = call_store(lambda: explore.trace_logs(backend, *found))
+        logs = call_store(lambda: explore.trace_logs(backend, trace_id.lower(), *traces.trace_time_range(spans)))
         return {"trace_id": trace_id.lower(), "spans": spans, "logs": logs}
 
     @api.get("/api/v1/logs")

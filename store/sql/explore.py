@@ -7,62 +7,93 @@ placeholder names (``{token_3:String}``) are formatted in, never request data.
 Times are unix nanoseconds (Int64).
 """
 
+from store.sql.queries import TRACE_IN
+
 ZERO_SPAN = "toFixedString('', 8)"
 ZERO_TRACE = "toFixedString('', 16)"
 
 # -- service map -------------------------------------------------------------------------------
 # A call is a child span whose parent span is in another service. A materialized view cannot join a
-# parent and a child that arrive in different batches, so edges are computed when asked for: a
-# self-join bounded by time on both sides. The child side is [start, end] and non-root spans only; the
-# parent side is [start - {slack}, end], because a parent starts before its child (a parent more than
-# the slack earlier is not seen). The join is hash-join first and falls back to a merge join when it
-# passes max_bytes_in_join ('auto'), so a wide range costs time rather than unbounded memory.
-# Latency is that of the child (callee) spans, as a caller-side client span may be missing.
-_DEPENDENCY_JOIN = f"""
+# parent and a child that arrive in different batches, so edges come from a self-join bounded by time
+# on both sides, run when asked for (recent minutes) and once per finished minute by the roll-up
+# (store/service_map.py, store/sql/service_map.py). The child side is [start, end] and non-root spans
+# only; the parent side is [parent_start, end], parent_start = start - slack, because a parent starts
+# before its child (a parent more than the slack earlier is not seen). The join is hash-join first and
+# falls back to a merge join when it passes max_bytes_in_join ('auto'), so a wide range costs time
+# rather than unbounded memory.
+# Latency is that of the child (callee) spans, as a caller-side client span may be missing, counted in
+# red_1m's histogram buckets (LATENCY_BUCKET) so that stored and joined minutes merge exactly.
+
+# The bucket of a duration: the same arithmetic as red_1m_mv (migration 0004); store/red.py holds the
+# bounds and tests/test_service_map.py checks that both agree. Aliases are not spans column names.
+LATENCY_BUCKET = """least(greatest(toInt32(floor(log10(toFloat64(greatest(duration, 1))))), 3), 11) AS dec_guess,
+        -- log10 is a float: correct it by one either way with exact integer powers of ten.
+        dec_guess - toInt32(intExp10(dec_guess) > duration) + toInt32(intExp10(dec_guess + 1) <= duration) AS dec,
+        intExp10(dec) AS dec_base,
+        toUInt16(multiIf(
+            duration < 1000, 0,
+            duration >= 1000000000000, 631,
+            1 + 70 * (dec - 3) + multiIf(
+                duration < 2 * dec_base, intDiv(duration - dec_base, intDiv(dec_base, 20)),
+                duration < 5 * dec_base, 20 + intDiv(duration - 2 * dec_base, intDiv(dec_base, 10)),
+                50 + intDiv(duration - 5 * dec_base, intDiv(dec_base, 4))))) AS lat_bucket"""
+
+# Per caller, callee, {bucket} (our own fragment: nothing, or a time bucket with its comma) and
+# latency bucket: calls, errors, duration sum. Grouping by latency bucket first keeps sumMap's work
+# proportional to distinct buckets, not spans.
+_DEPENDENCY_BUCKETS = f"""
+SELECT parent.service_name AS caller, child.service_name AS callee, {{bucket}} lat_bucket,
+    count() AS n, countIf(child.status_code = 'ERROR') AS n_err, sum(child.duration) AS dur
 FROM (
     SELECT trace_id, span_id, service_name
     FROM spans
-    PREWHERE timestamp >= fromUnixTimestamp64Nano({{parent_start:Int64}})
-         AND timestamp <= fromUnixTimestamp64Nano({{end:Int64}})
+    PREWHERE timestamp >= fromUnixTimestamp64Nano({{{{parent_start:Int64}}}})
+         AND timestamp <= fromUnixTimestamp64Nano({{{{end:Int64}}}})
 ) AS parent
 INNER JOIN (
-    SELECT trace_id, parent_span_id, service_name, timestamp, duration, status_code
+    SELECT trace_id, parent_span_id, service_name, timestamp, duration, status_code,
+        {LATENCY_BUCKET}
     FROM spans
-    PREWHERE timestamp >= fromUnixTimestamp64Nano({{start:Int64}})
-         AND timestamp <= fromUnixTimestamp64Nano({{end:Int64}})
+    PREWHERE timestamp >= fromUnixTimestamp64Nano({{{{start:Int64}}}})
+         AND timestamp <= fromUnixTimestamp64Nano({{{{end:Int64}}}})
          AND parent_span_id != {ZERO_SPAN}
 ) AS child ON child.trace_id = parent.trace_id AND child.parent_span_id = parent.span_id
 WHERE parent.service_name != child.service_name
+GROUP BY caller, callee, {{bucket_key}} lat_bucket
 """
+#: Edge sums per latency bucket over the whole range (also the roll-up's source, store/sql/service_map.py).
+DEPENDENCY_BUCKETS = _DEPENDENCY_BUCKETS.format(bucket="", bucket_key="")
+# Per {step_s}-second bucket of the child's start: bucket_s is unix seconds, a multiple of the step
+# since the epoch, as store/sql/service_map.py buckets stored minutes.
+_STEP_BUCKETS = _DEPENDENCY_BUCKETS.format(
+    bucket="intDiv(toUnixTimestamp(child.timestamp), {step_s:UInt32}) * {step_s:UInt32} AS bucket_s,",
+    bucket_key="bucket_s,",
+)
 
-_JOIN_SETTINGS = "SETTINGS join_algorithm = 'auto', max_bytes_in_join = 268435456"
+#: Settings of every edge join (the roll-up adds its deduplication token to them).
+JOIN_SETTINGS: dict[str, str | int] = {"join_algorithm": "auto", "max_bytes_in_join": 268435456}
+_JOIN_SETTINGS = "SETTINGS " + ", ".join(f"{k} = {v!r}" for k, v in JOIN_SETTINGS.items())
 
-_EDGE_STATS = """count() AS calls,
-    countIf(child.status_code = 'ERROR') AS errors,
-    toUInt64(quantileTDigest(0.5)(child.duration)) AS p50_ns,
-    toUInt64(quantileTDigest(0.95)(child.duration)) AS p95_ns,
-    toUInt64(avg(child.duration)) AS avg_ns"""
+#: What every edge read returns (also the stored reads of store/sql/service_map.py): sums, and the
+#: latency histogram as bucket ids and counts.
+EDGE_SUMS = """sum(n) AS n_calls, sum(n_err) AS n_errors, sum(dur) AS dur_sum,
+    tupleElement(sumMap([lat_bucket], [n]), 1) AS bucket_ids,
+    tupleElement(sumMap([lat_bucket], [n]), 2) AS bucket_counts"""
 
 DEPENDENCY_EDGES = f"""
-SELECT parent.service_name AS caller, child.service_name AS callee,
-    {_EDGE_STATS}
-{_DEPENDENCY_JOIN}
+SELECT caller, callee, {EDGE_SUMS}
+FROM ({DEPENDENCY_BUCKETS})
 GROUP BY caller, callee
 ORDER BY caller, callee
 LIMIT {{limit:UInt32}}
 {_JOIN_SETTINGS}
 """
 
-# The same edges per {step_s}-second bucket of the child's start time (for a per-minute series).
 DEPENDENCY_SERIES = f"""
-SELECT parent.service_name AS caller, child.service_name AS callee,
-    toUnixTimestamp64Nano(
-        toDateTime64(toStartOfInterval(child.timestamp, toIntervalSecond({{step_s:UInt32}})), 9, 'UTC')
-    ) AS bucket_ns,
-    {_EDGE_STATS}
-{_DEPENDENCY_JOIN}
-GROUP BY caller, callee, bucket_ns
-ORDER BY caller, callee, bucket_ns
+SELECT caller, callee, bucket_s, {EDGE_SUMS}
+FROM ({_STEP_BUCKETS})
+GROUP BY caller, callee, bucket_s
+ORDER BY caller, callee, bucket_s
 {_JOIN_SETTINGS}
 """
 
@@ -95,7 +126,7 @@ ORDER BY latest DESC, trace_hex
 LIMIT {limit:UInt32}
 """
 
-# One summary per trace in {trace_ids}, over [start, end] (store.sql.queries.TRACES_BOUNDS). The root
+# One summary per trace in {trace_ids} (read through the by_trace projection). The root
 # is the span without a parent; if it is missing (not yet arrived, or dropped), the earliest span.
 TRACE_SUMMARIES = f"""
 SELECT
@@ -110,8 +141,7 @@ SELECT
        argMin(service_name, timestamp)) AS root_service,
     if(has_root, argMinIf(name, timestamp, parent_span_id = {ZERO_SPAN}), argMin(name, timestamp)) AS root_operation
 FROM spans
-WHERE has(arrayMap(x -> toFixedString(unhex(x), 16), {{trace_ids:Array(String)}}), trace_id)
-  AND timestamp >= fromUnixTimestamp64Nano({{start:Int64}}) AND timestamp <= fromUnixTimestamp64Nano({{end:Int64}})
+WHERE {TRACE_IN}
 GROUP BY trace_id
 """
 

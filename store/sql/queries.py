@@ -1,14 +1,8 @@
 """Read queries of the store. Parameters use the engine's ``{name:Type}`` placeholders."""
 
-TRACE_BOUNDS = """
-SELECT toUnixTimestamp64Nano(min(start)) AS start, toUnixTimestamp64Nano(max(end)) AS end, count() AS n
-FROM trace_index
-WHERE trace_id = unhex({trace_id:String})
-"""
-
-# Spans of one trace; the time bounds from trace_index prune partitions and granules.
-TRACE_SPANS = """
-SELECT
+# The spans of one trace, or of a set of traces (TRACE_IN). Both conditions are on the projection
+# by_trace's key (migration 0005), so the engine reads one small granule per part and needs no time bounds.
+TRACE_SPANS = """SELECT
     -- Aliases must not reuse column names: ClickHouse would apply them in WHERE too.
     lower(hex(trace_id)) AS trace_hex,
     lower(hex(span_id)) AS span_hex,
@@ -31,7 +25,6 @@ SELECT
     correlation_id
 FROM spans
 WHERE trace_id = unhex({trace_id:String})
-  AND timestamp >= fromUnixTimestamp64Nano({start:Int64}) AND timestamp <= fromUnixTimestamp64Nano({end:Int64})
 ORDER BY timestamp, span_id
 """
 
@@ -89,20 +82,15 @@ ORDER BY latest DESC, trace_hex
 LIMIT {limit:UInt32}
 """
 
-# {trace_ids}: lower-case hex ids; has() over the constant array uses trace_index's key.
-TRACES_BOUNDS = """
-SELECT toUnixTimestamp64Nano(min(start)) AS start, toUnixTimestamp64Nano(max(end)) AS end, count() AS n
-FROM trace_index
-WHERE has(arrayMap(x -> toFixedString(unhex(x), 16), {trace_ids:Array(String)}), trace_id)
-"""
+# {trace_ids}: lower-case hex ids. An IN over a subquery is what the projection's key can use (has()
+# over the array would read every part whole: 23 s against 0.1 s for 1000 ids over 3M spans).
+TRACE_IN = "trace_id IN (SELECT arrayJoin(arrayMap(x -> toFixedString(unhex(x), 16), {trace_ids:Array(String)})))"
 
-# The spans of several traces in one read, in the shape of TRACE_SPANS (store.traces builds span dicts
-# from it); the trace-id bloom filter and the bounds from TRACES_BOUNDS prune parts and granules.
+# The spans of several traces in one read, in the shape of TRACE_SPANS.
 TRACES_SPANS = (
     TRACE_SPANS[: TRACE_SPANS.index("FROM spans")]
-    + """FROM spans
-WHERE has(arrayMap(x -> toFixedString(unhex(x), 16), {trace_ids:Array(String)}), trace_id)
-  AND timestamp >= fromUnixTimestamp64Nano({start:Int64}) AND timestamp <= fromUnixTimestamp64Nano({end:Int64})
+    + f"""FROM spans
+WHERE {TRACE_IN}
 ORDER BY trace_hex, timestamp, span_id
 """
 )
