@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from store import exp_histogram
 from store.backend import Backend
 from store.sql import metrics as sql
 
@@ -28,6 +29,10 @@ TYPES = tuple(sql.TABLES)
 _TEMPORALITY = {0: "unspecified", 1: "delta", 2: "cumulative"}
 _PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
 _VALUE_AGGS = ("avg", "min", "max", "last")
+#: For the histogram-like types (explicit, exponential, summary): observations and their sum.
+_OBSERVATION_AGGS = ("avg", "count", "rate", "sum_increase", "sum_rate")
+#: Two reported summary quantiles closer than this are the same ("p99.9" is 0.9990000000000001).
+QUANTILE_TOLERANCE = 1e-9
 
 
 class MetricNotFound(LookupError):
@@ -36,7 +41,8 @@ class MetricNotFound(LookupError):
 
 @dataclass(frozen=True)
 class Agg:
-    """A parsed ``agg``: ``kind`` is rate, increase, avg, min, max, last, count or quantile."""
+    """A parsed ``agg``: ``kind`` is rate, increase, avg, min, max, last, count, sum_increase, sum_rate
+    or quantile."""
 
     kind: str
     q: float = 0.5
@@ -47,9 +53,10 @@ class Agg:
 
 
 def parse_agg(text: str) -> Agg:
-    """``rate``, ``increase``, ``avg``, ``min``, ``max``, ``last``, ``count``, ``p50``…``p99.9``, ``quantile:0.x``."""
+    """``rate``, ``increase``, ``avg``, ``min``, ``max``, ``last``, ``count``, ``sum_increase``, ``sum_rate``,
+    ``p50``…``p99.9``, ``quantile:0.x``."""
     value = text.strip().lower()
-    if value in ("rate", "increase", "count", *_VALUE_AGGS):
+    if value in ("rate", "increase", "count", "sum_increase", "sum_rate", *_VALUE_AGGS):
         return Agg(value)
     match = _PERCENTILE.fullmatch(value)
     if match:
@@ -63,8 +70,8 @@ def parse_agg(text: str) -> Agg:
             raise ValueError(f"agg: {text!r}: the quantile must be a number from 0 to 1")
         return Agg("quantile", q)
     raise ValueError(
-        f"agg: {text!r} is not one of rate, increase, avg, min, max, last, count, p50, p90, p95, p99, "
-        "quantile:0.x"
+        f"agg: {text!r} is not one of rate, increase, avg, min, max, last, count, sum_increase, sum_rate, "
+        "p50, p90, p95, p99, quantile:0.x"
     )
 
 
@@ -165,8 +172,11 @@ def _allowed(kind: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
         return "rate", ("rate", "increase", *_VALUE_AGGS)
     if kind["type"] in ("sum", "gauge"):
         return "avg", _VALUE_AGGS
-    if kind["type"] == "histogram":
-        return "p50", ("quantile", "avg", "count", "rate")
+    if kind["type"] in ("histogram", "exponential_histogram"):
+        return "p50", ("quantile", *_OBSERVATION_AGGS)
+    if kind["type"] == "summary":
+        # avg, not p50: a summary's quantiles are whichever its client chose to report.
+        return "avg", ("quantile", *_OBSERVATION_AGGS)
     return "", ()
 
 
@@ -212,21 +222,28 @@ def series(backend: Backend, q: SeriesQuery) -> dict[str, Any]:
     }
     if kind["type"] == "histogram":
         statement = sql.HISTOGRAM
+    elif kind["type"] == "exponential_histogram":
+        statement = sql.EXP_HISTOGRAM
+    elif kind["type"] == "summary" and agg.kind == "quantile":
+        statement = sql.SUMMARY_QUANTILE
+        params["read_start"] = start  # the latest point of each step, no previous points
+    elif kind["type"] == "summary":
+        statement = sql.SUMMARY
     elif agg.kind in ("rate", "increase"):
         statement = sql.SUM_INCREASE
     else:
         statement = sql.SUM_VALUES if kind["type"] == "sum" else sql.GAUGE_VALUES
         params["read_start"] = start  # no previous points needed
     rows = backend.query_arrow(statement, params).to_pylist() if kind["in_range"] else []
+    if kind["type"] == "summary" and agg.kind == "quantile":
+        _check_summary_quantile(q.name, agg, rows)
 
     step_s = q.step_ns / 10**9
     out: list[dict[str, Any]] = []
     current: tuple | None = None
     truncated = False
     for row in rows:
-        labels = tuple(
-            tuple(pair.values()) if isinstance(pair, dict) else tuple(pair) for pair in row["labels"]
-        )
+        labels = _labels(row)
         if labels != current:
             if len(out) == q.limit:
                 truncated = True
@@ -253,10 +270,53 @@ def series(backend: Backend, q: SeriesQuery) -> dict[str, Any]:
     return result
 
 
+def _check_summary_quantile(name: str, agg: Agg, rows: list[dict[str, Any]]) -> None:
+    """Refuse a quantile no point reports, and series that merge several streams.
+
+    Reported quantiles cannot be combined (the median of two medians is not the median of the union;
+    Prometheus cannot aggregate summary quantiles either), so each series must be one stream.
+    """
+    reported = sorted({x for row in rows for x in row["reported"]})
+    if rows and not any(abs(x - agg.q) < QUANTILE_TOLERANCE for x in reported):
+        shown = ", ".join(f"{x:g}" for x in reported) or "none"
+        raise ValueError(
+            f"agg: quantile {agg.q:g} is not reported by summary metric {name!r} "
+            f"(it reports {shown}; a summary's quantiles are computed by its client)"
+        )
+    for row in rows:
+        if row["streams"] > 1:
+            labels = ", ".join(f"{k}={v}" for k, v in _labels(row))
+            raise ValueError(
+                f"agg: the series {{{labels}}} merges {row['streams']} streams of summary metric {name!r} "
+                "(they differ in resource attributes, scope, or attributes group_by leaves out); "
+                "their reported quantiles cannot be combined. Narrow it with attr= or service=, split it "
+                "with group_by= keys that tell the streams apart (e.g. group_by=host.name), or use agg=avg"
+            )
+
+
+def _labels(row: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple(tuple(pair.values()) if isinstance(pair, dict) else tuple(pair) for pair in row["labels"])
+
+
 def _value(row: dict[str, Any], type_: str, agg: Agg, step_s: float) -> float | None:
-    if type_ == "histogram":
+    if type_ in ("histogram", "exponential_histogram", "summary"):
+        if agg.kind == "quantile" and type_ == "exponential_histogram":
+            return exp_histogram.quantile(
+                agg.q,
+                row["scale"],
+                row["zero_count"],
+                row["zero_threshold"],
+                row["pos_index"],
+                row["pos_count"],
+                row["neg_index"],
+                row["neg_count"],
+            )
         if agg.kind == "quantile":
             return row["quantile"]
+        if agg.kind == "sum_increase":
+            return row["s"]
+        if agg.kind == "sum_rate":
+            return row["s"] / step_s
         if agg.kind == "count":
             return row["n"]
         if agg.kind == "rate":

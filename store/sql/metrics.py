@@ -172,6 +172,141 @@ FROM (
 )""")
 
 
+# -- exponential histograms ------------------------------------------------------------------------
+def _sparse(offset: str, counts: str) -> str:
+    """A dense OTLP bucket run as ``(indices Array(Int64), counts Array(Float64))``."""
+    return (
+        f"(arrayMap(k -> toInt64({offset}) + toInt64(k), range(length({counts}))), "
+        f"arrayMap(x -> toFloat64(x), {counts}))"
+    )
+
+
+def _minus(current: str, previous: str, shift: str) -> str:
+    """``current - previous`` per bucket index, ``previous`` first downscaled by ``shift`` (i >> shift).
+
+    ``sumMap`` adds up the counts of equal indices (the downscaling merges neighbours) and drops the
+    buckets whose difference is 0.
+    """
+    return (
+        f"arrayReduce('sumMap', [arrayConcat({current}.1, arrayMap(k -> bitShiftRight(k, {shift}), {previous}.1))], "
+        f"[arrayConcat({current}.2, arrayMap(x -> -x, {previous}.2))])"
+    )
+
+
+def _downscaled(buckets: str, shift: str) -> str:
+    return f"arrayMap(k -> bitShiftRight(k, {shift}), {buckets}.1)"
+
+
+# Per point, increases as for explicit histograms (mode 0 baseline, 1 in full, 2 difference to the
+# previous point). A cumulative stream only ever lowers its scale (an SDK downscales as the range of
+# values grows), so the previous point is downscaled to this one's scale before subtracting. Reset
+# (Prometheus' rules for native histograms): start time changed, the scale went up, the zero
+# threshold went down, count or zero count went down, or any bucket went down.
+# Per output series and step, every point is downscaled to the smallest scale among them
+# (s_min: index i at scale s becomes i >> (s - s_min)) and the buckets are added by index (sumMap).
+# The quantile itself is computed from the merged buckets in store/exp_histogram.py.
+EXP_HISTOGRAM = _limit_series(f"""
+SELECT labels, bucket, sum(inc_count) AS n, sum(inc_sum) AS s, sum(inc_zero) AS zero_count,
+    any(s_min) AS scale, max(zt) AS zero_threshold,
+    sumMap({_downscaled("inc_pos", "sc - s_min")}, inc_pos.2) AS pos, pos.1 AS pos_index, pos.2 AS pos_count,
+    sumMap({_downscaled("inc_neg", "sc - s_min")}, inc_neg.2) AS neg, neg.1 AS neg_index, neg.2 AS neg_count
+FROM (
+    SELECT *, min(sc) OVER (PARTITION BY labels, bucket) AS s_min
+    FROM (
+        SELECT labels, intDiv(ts, {{step:Int64}}) * {{step:Int64}} AS bucket, sc, zt,
+            {_sparse("pos_o", "pos_c")} AS cur_pos, {_sparse("neg_o", "neg_c")} AS cur_neg,
+            greatest(prev_sc - sc, 0) AS shift,
+            {_minus("cur_pos", _sparse("prev_pos_o", "prev_pos_c"), "shift")} AS diff_pos,
+            {_minus("cur_neg", _sparse("prev_neg_o", "prev_neg_c"), "shift")} AS diff_neg,
+            multiIf(
+                aggregation_temporality = 1, 1,
+                rn = 1, if(start_ns >= {{read_start:Int64}} AND start_ns > 0, 1, 0),
+                start_ns != prev_start OR sc > prev_sc OR zt < prev_zt OR cnt < prev_cnt OR zc < prev_zc
+                    OR arrayExists(x -> x < 0, diff_pos.2) OR arrayExists(x -> x < 0, diff_neg.2), 1,
+                2) AS mode,
+            if(mode = 2, diff_pos, cur_pos) AS inc_pos,
+            if(mode = 2, diff_neg, cur_neg) AS inc_neg,
+            if(mode = 2, zc - prev_zc, zc) AS inc_zero,
+            if(mode = 2, cnt - prev_cnt, cnt) AS inc_count,
+            if(mode = 2, total_sum - prev_sum, total_sum) AS inc_sum
+        FROM (
+            SELECT {_LABELS} AS labels, toUnixTimestamp64Nano(timestamp) AS ts,
+                toUnixTimestamp64Nano(start_timestamp) AS start_ns, aggregation_temporality,
+                scale AS sc, zero_threshold AS zt, toFloat64(zero_count) AS zc, toFloat64(count) AS cnt,
+                sum AS total_sum,
+                positive_offset AS pos_o, positive_bucket_counts AS pos_c,
+                negative_offset AS neg_o, negative_bucket_counts AS neg_c,
+                row_number() OVER w AS rn,
+                lagInFrame(toUnixTimestamp64Nano(start_timestamp)) OVER w AS prev_start,
+                lagInFrame(scale) OVER w AS prev_sc,
+                lagInFrame(zero_threshold) OVER w AS prev_zt,
+                lagInFrame(toFloat64(zero_count)) OVER w AS prev_zc,
+                lagInFrame(toFloat64(count)) OVER w AS prev_cnt,
+                lagInFrame(sum) OVER w AS prev_sum,
+                lagInFrame(positive_offset) OVER w AS prev_pos_o,
+                lagInFrame(positive_bucket_counts) OVER w AS prev_pos_c,
+                lagInFrame(negative_offset) OVER w AS prev_neg_o,
+                lagInFrame(negative_bucket_counts) OVER w AS prev_neg_c
+            FROM metrics_exponential_histogram
+            WHERE {_FILTER}
+            {_WINDOW}
+        )
+    )
+    WHERE mode > 0 AND bucket >= {{start:Int64}}
+)
+GROUP BY labels, bucket""")
+
+
+# -- summaries --------------------------------------------------------------------------------------
+# OTLP summaries are cumulative (count and sum since the start time). Increases of count and sum as
+# for a cumulative counter; a reset is a changed start time or a count that went down.
+# (The table has no aggregation_temporality to partition by.)
+_SUMMARY_WINDOW = (
+    f"WINDOW w AS (PARTITION BY {_STREAM} "
+    "ORDER BY timestamp ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+)
+SUMMARY = _limit_series(f"""
+SELECT labels, bucket, sum(inc_count) AS n, sum(inc_sum) AS s
+FROM (
+    SELECT labels, intDiv(ts, {{step:Int64}}) * {{step:Int64}} AS bucket,
+        multiIf(
+            rn = 1, if(start_ns >= {{read_start:Int64}} AND start_ns > 0, 1, 0),
+            start_ns != prev_start OR cnt < prev_cnt, 1,
+            2) AS mode,
+        if(mode = 2, cnt - prev_cnt, cnt) AS inc_count,
+        if(mode = 2, total_sum - prev_sum, total_sum) AS inc_sum
+    FROM (
+        SELECT {_LABELS} AS labels, toUnixTimestamp64Nano(timestamp) AS ts,
+            toUnixTimestamp64Nano(start_timestamp) AS start_ns, toFloat64(count) AS cnt, sum AS total_sum,
+            row_number() OVER w AS rn,
+            lagInFrame(toUnixTimestamp64Nano(start_timestamp)) OVER w AS prev_start,
+            lagInFrame(toFloat64(count)) OVER w AS prev_cnt,
+            lagInFrame(sum) OVER w AS prev_sum
+        FROM metrics_summary
+        WHERE {_FILTER}
+        {_SUMMARY_WINDOW}
+    )
+)
+WHERE mode > 0 AND bucket >= {{start:Int64}}
+GROUP BY labels, bucket""")
+
+# The reported quantiles of the latest point per series and step, the value for quantile ``q``
+# (compared within 1e-9: "p99.9" parses to 0.9990000000000001), and how many streams the series
+# merges in the step (reported quantiles of several streams cannot be combined).
+SUMMARY_QUANTILE = _limit_series(f"""
+SELECT labels, bucket, uniqExact(stream) AS streams, argMax((quantiles, quantile_values), ts) AS latest,
+    latest.1 AS reported, arrayFirstIndex(x -> abs(x - {{q:Float64}}) < 1e-9, reported) AS qi,
+    if(qi = 0, nan, latest.2[qi]) AS quantile
+FROM (
+    SELECT {_LABELS} AS labels, toUnixTimestamp64Nano(timestamp) AS ts,
+        intDiv(ts, {{step:Int64}}) * {{step:Int64}} AS bucket, {_STREAM} AS stream, quantiles, quantile_values
+    FROM metrics_summary
+    WHERE {_FILTER}
+)
+WHERE bucket >= {{start:Int64}}
+GROUP BY labels, bucket""")
+
+
 # -- what exists ------------------------------------------------------------------------------------
 def _catalog(type_: str, table: str, grouped: bool) -> str:
     if table == "metrics_sum":
