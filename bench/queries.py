@@ -2,11 +2,18 @@
 
     .venv/bin/python bench/queries.py --spans 10000000
 
-Spans are generated as Arrow columns (numpy, no per-span Python) over the last 24 hours: 12
-services, 60 operations, 10 spans per trace, lognormal durations, 2% errors, an http.route and a
-status code on every span. They go in through the store's Arrow insert, so the RED roll-up view
-fills as it would from ingest. Then each query runs repeatedly and p50/p99 are reported, with the
-ratio of roll-up query time to the same answer computed from raw spans.
+Spans are generated as Arrow columns (numpy, no per-span Python): 12 services, 60 operations, 10
+spans per trace, lognormal durations, 2% errors, an http.route and a status code on every span.
+They go in through the store's Arrow insert, so the RED roll-up view fills as it would from ingest,
+and both tables are merged (OPTIMIZE FINAL) as background merges would leave them. Two layouts of
+the same number of spans:
+
+* spread: over the last 24 hours (about 115 spans/s, ~16 requests per roll-up row);
+* dense: over the last hour (about 2,800 spans/s, ~380 requests per roll-up row).
+
+Each query runs repeatedly and p50/p99 are reported, with the ratio of roll-up query time to the
+same answer computed from raw spans: the roll-up's cost grows with keys and latency buckets, the raw
+answer's with spans, so the ratio depends on traffic per key.
 """
 
 from __future__ import annotations
@@ -39,8 +46,8 @@ def _strings(values: np.ndarray) -> pa.Array:
     return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
-def generate(n: int, end_ns: int, seed: int) -> pa.Table:
-    """``n`` spans ending before ``end_ns``, in traces of 10 spans, as the spans table's columns."""
+def generate(n: int, end_ns: int, seed: int, span_ns: int = DAY_NS) -> pa.Table:
+    """``n`` spans in the ``span_ns`` before ``end_ns``, in traces of 10 spans, as the spans table's columns."""
     rng = np.random.default_rng(seed)
     traces = n // 10
     trace_ids = rng.integers(0, 2**63, size=(traces, 2), dtype=np.int64).view(np.uint8).reshape(traces, 16)
@@ -48,7 +55,7 @@ def generate(n: int, end_ns: int, seed: int) -> pa.Table:
     span_ids = rng.integers(1, 2**63, size=n, dtype=np.int64)
     position = np.tile(np.arange(10), traces)[:n]
     parents = np.where(position == 0, 0, np.roll(span_ids, 1))
-    trace_start = end_ns - rng.integers(60 * 10**9, DAY_NS, size=traces, dtype=np.int64)
+    trace_start = end_ns - rng.integers(60 * 10**9, span_ns, size=traces, dtype=np.int64)
     start = trace_start[trace_of_span] + position * 1_000_000
     duration = np.minimum(rng.lognormal(16.5, 1.0, size=n), 60e9).astype(np.uint64)
     service = rng.integers(0, len(SERVICES), size=n)
@@ -99,43 +106,59 @@ def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
     return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.99))]
 
 
+LAYOUTS = {"spread": DAY_NS, "dense": 3600 * 10**9}
+
+
+def load(backend, n: int, end_ns: int, span_ns: int) -> float:  # noqa: ANN001
+    """Insert ``n`` generated spans in 1M-row batches, merge the tables; return the load time in s."""
+    started = time.perf_counter()
+    chunk = 1_000_000
+    for i, offset in enumerate(range(0, n, chunk)):
+        backend.insert_arrow("spans", generate(min(chunk, n - offset), end_ns, seed=i, span_ns=span_ns))
+    load_s = time.perf_counter() - started
+    backend.command("OPTIMIZE TABLE spans FINAL")
+    backend.command("OPTIMIZE TABLE red_1m FINAL")
+    return load_s
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spans", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--layouts", default="spread,dense", help="comma-separated: " + ", ".join(LAYOUTS))
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
 
     from store import migrations
     from store.embedded import EmbeddedBackend
 
-    work = Path(tempfile.mkdtemp(prefix="sloscope-querybench-"))
-    backend = EmbeddedBackend(work / "store")
-    try:
-        migrations.migrate(backend)
-        end_ns = time.time_ns()
-        started = time.perf_counter()
-        chunk = 1_000_000
-        for n, offset in enumerate(range(0, args.spans, chunk)):
-            backend.insert_arrow("spans", generate(min(chunk, args.spans - offset), end_ns, seed=n))
-        load_s = time.perf_counter() - started
-        backend.command("OPTIMIZE TABLE spans FINAL")
-        rows = run_queries(backend, end_ns, args.repeat)
-    finally:
-        backend.close()
-        shutil.rmtree(work, ignore_errors=True)
-
     lines = [
         f"## Queries — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
-        f"`python bench/queries.py --spans {args.spans} --repeat {args.repeat}` on {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}; {args.spans:,} spans loaded in {load_s:.1f} s.",
-        "",
-        "| query | p50 ms | p99 ms | target p50 ms |",
-        "|---|---:|---:|---:|",
-        *[f"| {name} | {p50:.1f} | {p99:.1f} | {target} |" for name, p50, p99, target in rows],
+        f"`python bench/queries.py --spans {args.spans} --repeat {args.repeat} --layouts {args.layouts}` on "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}.",
         "",
     ]
+    for layout in args.layouts.split(","):
+        work = Path(tempfile.mkdtemp(prefix="sloscope-querybench-"))
+        backend = EmbeddedBackend(work / "store")  # one chDB path at a time per process
+        try:
+            migrations.migrate(backend)
+            end_ns = time.time_ns()
+            load_s = load(backend, args.spans, end_ns, LAYOUTS[layout])
+            rows = run_queries(backend, end_ns, args.repeat)
+        finally:
+            backend.close()
+            shutil.rmtree(work, ignore_errors=True)
+        lines += [
+            f"Layout **{layout}**: {args.spans:,} spans over the last {LAYOUTS[layout] // 3_600_000_000_000} h, "
+            f"loaded in {load_s:.1f} s.",
+            "",
+            "| query | p50 ms | p99 ms | target p50 ms |",
+            "|---|---:|---:|---:|",
+            *[f"| {name} | {p50:.1f} | {p99:.1f} | {target} |" for name, p50, p99, target in rows],
+            "",
+        ]
     text = "\n".join(lines)
     print(text)
     with open(args.output, "a") as f:
@@ -143,28 +166,43 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_queries(backend, end_ns: int, repeat: int) -> list[tuple[str, float, float, str]]:  # noqa: ANN001
-    from store import traces
-    from store.search import TraceQuery, find_trace_ids
+def timed_each(fn: Callable[[str], object], items: list[str], repeat: int) -> tuple[float, float]:
+    """p50 and p99 in milliseconds of ``fn(item)`` over ``repeat`` rounds of every item (after one)."""
+    for item in items:
+        fn(item)
+    times = []
+    for _ in range(repeat):
+        for item in items:
+            started = time.perf_counter()
+            fn(item)
+            times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.99))]
 
-    some_trace = backend.query_arrow(
-        "SELECT lower(hex(trace_id)) AS t FROM spans WHERE timestamp > now() - INTERVAL 2 HOUR LIMIT 1"
-    ).to_pylist()[0]["t"]
-    hour = TraceQuery(
-        "svc-03",
-        None,
-        {"http.response.status_code": "500"},
+
+def run_queries(backend, end_ns: int, repeat: int) -> list[tuple[str, float, float, str]]:  # noqa: ANN001
+    from store import explore, traces
+
+    some_traces = backend.query_arrow(
+        "SELECT DISTINCT lower(hex(trace_id)) AS t FROM spans WHERE timestamp > now() - INTERVAL 1 HOUR "
+        "ORDER BY cityHash64(trace_id) LIMIT 20"
+    ).column("t").to_pylist()
+    hour = explore.TraceSearch(
         end_ns - 3600 * 10**9,
         end_ns,
-        None,
-        None,
+        service="svc-03",
+        attrs=[explore.parse_attr("http.response.status_code=500")],
         limit=20,
     )
     results = [
-        ("trace by id", *timed(lambda: traces.get_trace(backend, some_trace), repeat), "20"),
         (
-            "one-hour trace search with a tag filter",
-            *timed(lambda: find_trace_ids(backend, hour), repeat),
+            f"trace by id ({len(some_traces)} traces)",
+            *timed_each(lambda t: traces.get_trace(backend, t), some_traces, max(1, repeat // 4)),
+            "20",
+        ),
+        (
+            "one-hour trace search with a tag filter, 20 summaries",
+            *timed(lambda: explore.search_traces(backend, hour), repeat),
             "300",
         ),
     ]
