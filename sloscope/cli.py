@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--otlp-grpc-port", type=int, help="OTLP/gRPC port (default 4317)")
     serve.add_argument("--zipkin-port", type=int, help="Zipkin v2 JSON port (default 9411)")
     serve.add_argument("--api-port", type=int, help="API and UI port (default 8080)")
-    serve.add_argument("--retention-days", type=int, help="days of data to keep (default 7)")
+    serve.add_argument("--retention-days", type=int, help="days of data to keep, 0 for ever (default 7)")
     serve.add_argument(
         "--max-body-bytes",
         type=int,

@@ -102,8 +102,8 @@ def _validate(s: Settings) -> None:
         port = getattr(s, name)
         if not 0 <= port <= 65535:
             raise SettingsError(f"{name}: {port} is not a TCP port")
-    if s.retention_days < 1:
-        raise SettingsError(f"retention_days: must be at least 1, got {s.retention_days}")
+    if s.retention_days < 0:
+        raise SettingsError(f"retention_days: must be 0 (keep forever) or more, got {s.retention_days}")
     if s.log_format not in ("text", "json"):
         raise SettingsError(f"log_format: must be 'text' or 'json', got {s.log_format!r}")
     if s.batch_rows < 1 or s.batch_delay <= 0 or s.insert_parallelism < 1:

@@ -87,18 +87,24 @@ def pending(backend: Backend) -> list[int]:
 
 
 def ensure_retention(backend: Backend, days: int) -> list[str]:
-    """Make every table's TTL ``days`` long; return the tables changed.
+    """Make every table keep ``days`` days of data (0: keep forever); return the tables changed.
 
     ``CREATE TABLE IF NOT EXISTS`` never alters an existing table, so a changed retention needs
     an explicit ALTER; it is skipped when the TTL already matches, because it rewrites TTL info.
     """
-    if days < 1:
-        raise ValueError("retention must be at least one day")
+    if days < 0:
+        raise ValueError("retention must be 0 (keep forever) or a number of days")
     changed = []
     for table, column in TTL_COLUMNS.items():
         engine = backend.query_arrow(queries.TABLE_ENGINE, {"table": table}).column("engine_full")[0].as_py()
-        if f"toIntervalDay({days})" in engine:
+        has_ttl = " TTL " in engine
+        if days == 0:
+            if not has_ttl:
+                continue
+            backend.command(queries.REMOVE_TTL.format(table=table))
+        elif has_ttl and f"toIntervalDay({days})" in engine:
             continue
-        backend.command(queries.MODIFY_TTL.format(table=table, column=column, days=int(days)))
+        else:
+            backend.command(queries.MODIFY_TTL.format(table=table, column=column, days=int(days)))
         changed.append(table)
     return changed

@@ -39,5 +39,11 @@ def test_migrations_are_applied_once_and_retention_is_altered_only_when_changed(
     assert migrations.ensure_retention(backend, 30) == []
     engine = backend.query_arrow("SELECT engine_full FROM system.tables WHERE name = 'spans'").to_pylist()[0]
     assert "toIntervalDay(30)" in engine["engine_full"]
+    # 0 keeps data forever (long SLO windows over old data); a later retention brings the TTL back.
+    assert set(migrations.ensure_retention(backend, 0)) == set(migrations.TTL_COLUMNS)
+    assert migrations.ensure_retention(backend, 0) == []
+    engine = backend.query_arrow("SELECT engine_full FROM system.tables WHERE name = 'spans'").to_pylist()[0]
+    assert " TTL " not in engine["engine_full"]
+    assert set(migrations.ensure_retention(backend, 7)) == set(migrations.TTL_COLUMNS)
     with pytest.raises(ValueError):
-        migrations.ensure_retention(backend, 0)
+        migrations.ensure_retention(backend, -1)

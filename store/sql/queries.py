@@ -46,6 +46,7 @@ SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND nam
 
 # Table and column are our constants (store.migrations.TTL_COLUMNS); DDL takes no parameters.
 MODIFY_TTL = "ALTER TABLE {table} MODIFY TTL toDateTime({column}) + toIntervalDay({days})"
+REMOVE_TTL = "ALTER TABLE {table} REMOVE TTL"
 
 # -- trace search and the Jaeger query API (store/search.py) -----------------------------------
 # Times are unix nanoseconds (Int64); every query below is bounded by a timestamp range, which prunes
