@@ -1,0 +1,269 @@
+"""SQL of the SLI queries (``slo/sli.py``): per-minute total and bad events of one SLO.
+
+Every value from an SLO (service, operation, attribute keys and values, thresholds) is a
+``{name:Type}`` parameter. The statements are assembled once, at import, from the fragments below;
+only our own constants and placeholder names are formatted in (the log queries add one placeholder
+per body token, ``{t_token_0:String}``, so that the token index sees ``hasToken(body, constant)``).
+
+Every statement returns ``grp`` (``Array(String)``, the group_by values), ``minute_s`` (UInt32 unix
+seconds of the minute) and ``n_total``/``n_bad`` (or ``n`` for one metric selector).
+
+Filters arrive as parallel arrays per filter group, ``{P_keys}`` ... with ``P`` a prefix:
+``P_keys Array(Array(String))`` (the attribute names to try, in order: one, or an old/new
+semantic-convention pair), ``P_ops Array(String)`` (=, !=, >, >=, <, <=, in, not in),
+``P_text Array(String)``, ``P_num Array(Float64)`` and ``P_sets Array(Array(String))`` (the operand
+as text, number and set; the unused ones are ignored). Against ``red_1m`` a filter names a roll-up
+column by its 1-based position in :data:`RED_DIMENSIONS` (``P_cols Array(UInt8)``) instead of keys.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+NS_PER_MINUTE = 60_000_000_000
+ZERO_SPAN = "toFixedString('', 8)"
+
+#: red_1m's dimension columns, in the order ``P_cols``/``g_cols`` number them (from 1).
+RED_DIMENSIONS = (
+    "http_route",
+    "http_status_class",
+    "rpc_method",
+    "service_version",
+    "deployment_environment",
+)
+_RED_VALUES = "[" + ", ".join(f"toString({c})" for c in RED_DIMENSIONS) + "]"
+
+
+def _value(keys: str) -> str:
+    """The text of the first of ``keys`` the item has, else the first its resource has, else ''.
+
+    '' for a missing attribute, as Prometheus reads a missing label: ``!=`` and ``not in`` match
+    it, and so does ``= ''``; as a number it is NaN, which no comparison matches.
+    """
+    has_item = f"arrayExists(k -> mapContains(attributes, k), {keys})"
+    has_resource = f"arrayExists(k -> mapContains(resource_attributes, k), {keys})"
+    return (
+        f"if({has_item}, attributes[arrayFirst(k -> mapContains(attributes, k), {keys})], "
+        f"if({has_resource}, resource_attributes[arrayFirst(k -> mapContains(resource_attributes, k), {keys})], ''))"
+    )
+
+
+def _raw_values(prefix: str) -> str:
+    return f"arrayMap(ks -> {_value('ks')}, {{{prefix}_keys:Array(Array(String))}})"
+
+
+def _red_values(prefix: str) -> str:
+    return f"arrayMap(c -> {_RED_VALUES}[c], {{{prefix}_cols:Array(UInt8)}})"
+
+
+# One filter: fx the attribute's text; a text that is not a number compares as NaN (never true).
+_MATCH = """multiIf(
+        fop = '=', fx = ftext, fop = '!=', fx != ftext,
+        fop = 'in', has(fset, fx), fop = 'not in', NOT has(fset, fx),
+        fop = '>', ifNull(toFloat64OrNull(fx), nan) > fnum, fop = '>=', ifNull(toFloat64OrNull(fx), nan) >= fnum,
+        fop = '<', ifNull(toFloat64OrNull(fx), nan) < fnum, fop = '<=', ifNull(toFloat64OrNull(fx), nan) <= fnum,
+        false)"""
+
+
+def _filters(combine: str, prefix: str, values: str) -> str:
+    """``arrayAll`` (every filter holds; true without filters) or ``arrayExists`` (any holds)."""
+    return (
+        f"{combine}((fx, fop, ftext, fnum, fset) -> {_MATCH},\n        {values}, {{{prefix}_ops:Array(String)}}, "
+        f"{{{prefix}_text:Array(String)}}, {{{prefix}_num:Array(Float64)}}, {{{prefix}_sets:Array(Array(String))}})"
+    )
+
+
+def _minute_of(ns: str) -> str:
+    return f"toUInt32(intDiv({ns}, {NS_PER_MINUTE}) * 60)"
+
+
+_NS_RANGE = (
+    "timestamp >= fromUnixTimestamp64Nano({start_ns:Int64}) "
+    "AND timestamp < fromUnixTimestamp64Nano({end_ns:Int64})"
+)
+_SERVICE = "service_name = {service:String}"
+_OPERATION = "({{any_operation:UInt8}} = 1 OR {op_column} = {{operation:String}})"
+
+# -- spans -------------------------------------------------------------------------------------
+# Requests: SERVER, CONSUMER and root spans (red_1m's rows), or only spans of {kinds}. The error is
+# red_1m's: status ERROR, or an HTTP status >= 500 (new name, else the old one) on a SERVER span.
+# Slow: duration > {latency_ns} (integer ns; a fractional threshold is floored, the same for integers).
+SPANS_RAW = f"""
+SELECT grp, minute_s, count() AS n_total, countIf(is_bad) AS n_bad
+FROM (
+    SELECT {_raw_values("g")} AS grp,
+        {_minute_of("toUnixTimestamp64Nano(timestamp)")} AS minute_s,
+        ({{use_error:UInt8}} = 1 AND (status_code = 'ERROR' OR (kind = 'SERVER' AND toUInt16OrZero(
+            if(mapContains(attributes, 'http.response.status_code'), attributes['http.response.status_code'],
+               attributes['http.status_code'])) >= 500)))
+        OR {_filters("arrayExists", "s", _raw_values("s"))}
+        OR ({{use_latency:UInt8}} = 1 AND duration > {{latency_ns:UInt64}}) AS is_bad
+    FROM spans
+    PREWHERE {_SERVICE} AND {_NS_RANGE}
+    WHERE if(empty({{kinds:Array(String)}}), kind IN ('SERVER', 'CONSUMER') OR parent_span_id = {ZERO_SPAN},
+             has({{kinds:Array(String)}}, toString(kind)))
+      AND {_OPERATION.format(op_column="name")}
+      AND {_filters("arrayAll", "f", _raw_values("f"))}
+)
+GROUP BY grp, minute_s
+"""
+
+
+def _count_from(histogram: str, at_bound: str) -> str:
+    """Durations > the lower bound of bucket {bucket}: buckets from it on, less those exactly at it."""
+    return (
+        f"toInt64(arraySum(arrayMap((i, n) -> if(i >= {{bucket:UInt16}}, n, 0), "
+        f"tupleElement({histogram}, 1), tupleElement({histogram}, 2)))) - "
+        f"toInt64(arraySum(arrayMap((i, n) -> if(i = {{bucket:UInt16}}, n, 0), "
+        f"tupleElement({at_bound}, 1), tupleElement({at_bound}, 2))))"
+    )
+
+
+# Per roll-up row: every request is bad if a status filter holds for the row (its status class);
+# else bad = errors + slow - slow errors (migration 0007's columns). n_detailed < n_total marks a
+# minute rolled up before migration 0007 (without those columns): the caller reads it from spans.
+SPANS_ROLL_UP = f"""
+SELECT grp, minute_s, sum(requests) AS n_total, sum(row_bad) AS n_bad, sum(detailed_requests) AS n_detailed
+FROM (
+    SELECT {_red_values("g")} AS grp, toUInt32(minute) AS minute_s, requests, detailed_requests,
+        if({{use_latency:UInt8}} = 1, {_count_from("latency", "latency_at_bound")}, 0) AS slow,
+        if({{use_latency:UInt8}} = 1 AND {{use_error:UInt8}} = 1,
+           {_count_from("error_latency", "error_latency_at_bound")}, 0) AS slow_err,
+        if({_filters("arrayExists", "s", _red_values("s"))}, toInt64(requests),
+           if({{use_error:UInt8}} = 1, toInt64(errors), 0) + slow - slow_err) AS row_bad
+    FROM red_1m
+    WHERE {_SERVICE}
+      AND minute >= toDateTime({{start_s:UInt32}}, 'UTC') AND minute < toDateTime({{end_s:UInt32}}, 'UTC')
+      AND {_OPERATION.format(op_column="operation")}
+      AND (empty({{kinds:Array(String)}}) OR has({{kinds:Array(String)}}, toString(kind)))
+      AND {_filters("arrayAll", "f", _red_values("f"))}
+)
+GROUP BY grp, minute_s
+"""
+
+
+# -- logs --------------------------------------------------------------------------------------
+def _tokens(prefix: str, count: int) -> str:
+    return "".join(f" AND hasToken(body, {{{prefix}_token_{i}:String}})" for i in range(count))
+
+
+@cache
+def log_counts(total_tokens: int, bad_tokens: int) -> str:
+    """Logs matching the total filter, and of those the ones matching the bad filter, per minute.
+
+    ``total_tokens``/``bad_tokens``: how many body tokens each filter has (``{t_token_N}``,
+    ``{b_token_N}``); the total's are in WHERE, where the body's token index prunes granules.
+    """
+    return f"""
+SELECT grp, minute_s, count() AS n_total, countIf(is_bad) AS n_bad
+FROM (
+    SELECT {_raw_values("g")} AS grp,
+        {_minute_of("toUnixTimestamp64Nano(timestamp)")} AS minute_s,
+        severity_number >= {{b_severity:UInt8}} AND {_filters("arrayAll", "b", _raw_values("b"))}
+            {_tokens("b", bad_tokens)} AS is_bad
+    FROM logs
+    PREWHERE {_SERVICE} AND {_NS_RANGE} AND severity_number >= {{t_severity:UInt8}}
+    WHERE {_filters("arrayAll", "t", _raw_values("t"))}{_tokens("t", total_tokens)}
+)
+GROUP BY grp, minute_s
+"""
+
+
+# -- metrics -----------------------------------------------------------------------------------
+# A point's increase belongs to the minute holding (timestamp - 1 ns): a point at 12:01:00.000 reports
+# what happened before it. Points are read from {read_start_ns} (a lookback, for each cumulative
+# stream's previous point) to {end_ns} inclusive; minutes outside [start_s, end_s) are dropped after
+# the increases are computed. Filters read point attributes, then resource attributes.
+_METRIC_POINTS = f"""{_SERVICE} AND metric_name = {{name:String}}
+          AND timestamp >= fromUnixTimestamp64Nano({{read_start_ns:Int64}})
+          AND timestamp <= fromUnixTimestamp64Nano({{end_ns:Int64}})
+          AND {_filters("arrayAll", "f", _raw_values("f"))}"""
+
+
+def _sorted_pairs(column: str) -> str:
+    # Sorted, so that equal maps written in a different key order are one stream.
+    return f"arraySort(arrayZip(arrayMap(k -> toString(k), mapKeys({column})), mapValues({column})))"
+
+
+# One stream (OTLP's identity of a time series) of the one service: scope, resource and attributes.
+_WINDOW = (
+    f"WINDOW w AS (PARTITION BY cityHash64(scope_name, {_sorted_pairs('resource_attributes')}, "
+    f"{_sorted_pairs('attributes')}), aggregation_temporality "
+    "ORDER BY timestamp ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+)
+_IN_RANGE = "minute_s >= {start_s:UInt32} AND minute_s < {end_s:UInt32}"
+
+# Increase per point, as store/sql/metrics.py computes it: delta -> the value; cumulative -> value
+# minus the stream's previous value, or the value itself after a reset (value dropped or start time
+# changed); a stream's first point read counts in full only if the stream started inside what was
+# read (else it is only the baseline, NaN).
+SUM_INCREASE = f"""
+SELECT grp, minute_s, sum(inc) AS n
+FROM (
+    SELECT grp, {_minute_of("ts - 1")} AS minute_s,
+        multiIf(
+            aggregation_temporality = 1, value,
+            rn = 1, if(start_ns >= {{read_start_ns:Int64}} AND start_ns > 0, value, nan),
+            start_ns != prev_start OR value < prev_value, value,
+            value - prev_value) AS inc
+    FROM (
+        SELECT {_raw_values("g")} AS grp, toUnixTimestamp64Nano(timestamp) AS ts,
+            toUnixTimestamp64Nano(start_timestamp) AS start_ns, value, aggregation_temporality,
+            row_number() OVER w AS rn,
+            lagInFrame(value) OVER w AS prev_value,
+            lagInFrame(toUnixTimestamp64Nano(start_timestamp)) OVER w AS prev_start
+        FROM metrics_sum
+        WHERE {_METRIC_POINTS}
+          AND is_monotonic
+        {_WINDOW}
+    )
+)
+WHERE {_IN_RANGE} AND NOT isNaN(inc)
+GROUP BY grp, minute_s
+"""
+
+# Histogram points as store/sql/metrics.py reads them: mode 0 baseline (skipped), 1 the point counts
+# in full (delta, first point of a stream that started in the read window, or a reset: start time
+# changed, count went down, bounds changed, or a bucket went down), 2 the difference to the previous
+# point. Good: the observations in buckets whose upper bound is <= {threshold}, i.e. the buckets up to
+# the threshold's position among the bounds (sli.py checked that every point has it as a bound).
+HISTOGRAM_INCREASE = f"""
+SELECT grp, minute_s, sum(inc_count) AS n_total, sum(inc_good) AS n_good
+FROM (
+    SELECT grp, {_minute_of("ts - 1")} AS minute_s,
+        multiIf(
+            aggregation_temporality = 1, 1,
+            rn = 1, if(start_ns >= {{read_start_ns:Int64}} AND start_ns > 0, 1, 0),
+            start_ns != prev_start OR cnt < prev_cnt OR bounds != prev_bounds
+                OR arrayExists((x, y) -> x < y, counts_f, arrayResize(prev_counts, length(counts_f))), 1,
+            2) AS mode,
+        if(mode = 2, arrayMap((x, y) -> x - y, counts_f, arrayResize(prev_counts, length(counts_f))),
+           counts_f) AS inc_counts,
+        if(mode = 2, cnt - prev_cnt, cnt) AS inc_count,
+        arraySum(arraySlice(inc_counts, 1, indexOf(bounds, {{threshold:Float64}}))) AS inc_good
+    FROM (
+        SELECT {_raw_values("g")} AS grp, toUnixTimestamp64Nano(timestamp) AS ts,
+            toUnixTimestamp64Nano(start_timestamp) AS start_ns, aggregation_temporality,
+            explicit_bounds AS bounds, arrayMap(x -> toFloat64(x), bucket_counts) AS counts_f,
+            toFloat64(count) AS cnt,
+            row_number() OVER w AS rn,
+            lagInFrame(toUnixTimestamp64Nano(start_timestamp)) OVER w AS prev_start,
+            lagInFrame(explicit_bounds) OVER w AS prev_bounds,
+            lagInFrame(arrayMap(x -> toFloat64(x), bucket_counts)) OVER w AS prev_counts,
+            lagInFrame(toFloat64(count)) OVER w AS prev_cnt
+        FROM metrics_histogram
+        WHERE {_METRIC_POINTS}
+        {_WINDOW}
+    )
+)
+WHERE mode > 0 AND {_IN_RANGE}
+GROUP BY grp, minute_s
+"""
+
+#: The distinct explicit bounds of the histogram points an SLI would read.
+HISTOGRAM_BOUNDS = f"""
+SELECT DISTINCT explicit_bounds AS bounds
+FROM metrics_histogram
+WHERE {_METRIC_POINTS}
+ORDER BY bounds
+"""
