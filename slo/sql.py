@@ -267,3 +267,20 @@ FROM metrics_histogram
 WHERE {_METRIC_POINTS}
 ORDER BY bounds
 """
+
+
+# -- evaluation history (slo/history.py, table slo_evaluations of migration 0008) -----------------
+
+# FINAL: a minute evaluated twice (retry, second evaluator) has two rows until a merge replaces one.
+# {group_key}: '' for any group.
+HISTORY = """
+SELECT toUInt32(evaluated_at) AS at_s, slo, service, group_key, group_labels, objective, window, budgeting,
+       toUInt32(window_start) AS window_start_s, total, bad, sli, budget, consumed, remaining,
+       time_to_exhaustion_s, burn_rates, alert_rules, error
+FROM slo_evaluations FINAL
+WHERE slo = {slo:String}
+  AND evaluated_at >= toDateTime({start_s:UInt32}, 'UTC') AND evaluated_at < toDateTime({end_s:UInt32}, 'UTC')
+  AND ({group_key:String} = '' OR group_key = {group_key:String})
+ORDER BY group_key, evaluated_at
+LIMIT {limit:UInt32}
+"""
