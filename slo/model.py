@@ -30,13 +30,15 @@ def parse_duration(text: str) -> int:
     """``30s``, ``5m``, ``1h``, ``28d``, ``2w`` as whole seconds; ValueError for anything else."""
     match = _DURATION.match(str(text).strip())
     if not match or int(match.group(1)) == 0:
-        raise ValueError(f"{text!r} is not a duration like 5m, 1h, 28d (a positive whole number and s/m/h/d/w)")
+        raise ValueError(
+            f"{text!r} is not a duration like 5m, 1h, 28d (a positive whole number and s/m/h/d/w)"
+        )
     return int(match.group(1)) * _UNIT_S[match.group(2)]
 
 
 def format_duration(seconds: int) -> str:
     """The shortest ``parse_duration`` text for ``seconds`` (``3600`` -> ``1h``)."""
-    for unit in ("w", "d", "h", "m"):
+    for unit in ("d", "h", "m"):  # 28d, not 4w: SLO windows are spoken of in days
         if seconds % _UNIT_S[unit] == 0:
             return f"{seconds // _UNIT_S[unit]}{unit}"
     return f"{seconds}s"
@@ -132,6 +134,10 @@ Sli = SpanSli | LogSli | MetricSli
 
 CalendarUnit = Literal["week", "month", "quarter"]
 
+#: A calendar period's nominal length, for what needs one number (the default alert factors): the
+#: real period is 28-31 days for a month, and 23 or 25 hours longer or shorter across a DST change.
+CALENDAR_NOMINAL_S: dict[str, int] = {"week": 7 * DAY_S, "month": 30 * DAY_S, "quarter": 90 * DAY_S}
+
 
 @dataclass(frozen=True)
 class Window:
@@ -149,6 +155,12 @@ class Window:
     @property
     def label(self) -> str:
         return self.calendar if self.calendar else format_duration(self.rolling_s or 0)
+
+    @property
+    def nominal_s(self) -> int:
+        """The rolling length, or the calendar period's nominal length (week 7d, month 30d,
+        quarter 90d)."""
+        return CALENDAR_NOMINAL_S[self.calendar] if self.calendar else self.rolling_s or 0
 
 
 BudgetingMethod = Literal["occurrences", "timeslices", "ratio_timeslices"]
@@ -198,12 +210,27 @@ def default_rules(window_s: int) -> tuple[BurnRule, ...]:
 
 
 @dataclass(frozen=True)
+class NotificationTarget:
+    """An OpenSLO ``AlertNotificationTarget``: a named destination such as ``slack`` or ``email``.
+
+    Kept so notification routing can match on it (the alerting issue's notification policy decides
+    the receivers); the spec loader only checks it."""
+
+    name: str
+    target: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class AlertPolicy:
     rules: tuple[BurnRule, ...]
     #: A firing alert resolves only after its condition has been false this long (Prometheus).
     keep_firing_for_s: int = 0
     #: A pair may fire only if its long window holds at least this many events.
     min_events: int = 0
+    #: OpenSLO notification targets of the policy (the native format has none: routing lives in the
+    #: notification policy).
+    notification_targets: tuple[NotificationTarget, ...] = ()
 
 
 # -- the SLO -----------------------------------------------------------------------------------

@@ -10,9 +10,13 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC
+from pathlib import Path
 
 import grpc
 import uvicorn
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry
 
 from collector import otlp_grpc, otlp_http, zipkin
@@ -20,8 +24,12 @@ from collector.decode import SIGNALS
 from collector.intake import Intake
 from collector.queue import DurableQueue, QueueLimits
 from collector.telemetry import CollectorMetrics
+from slo import evaluator, history
+from slo import spec as slo_spec
+from slo.exposition import SloMetrics
+from slo.model import Slo
 from sloscope.settings import Settings
-from store import migrations, open_backend, service_map
+from store import StoreUnavailable, migrations, open_backend, service_map
 from store.otlp_writer import OtlpWriter
 from store.sql import queries
 from ui import api
@@ -31,6 +39,19 @@ log = logging.getLogger("sloscope")
 #: Seconds between service map roll-up passes (store/service_map.py); the first pass waits one
 #: interval too, so that a write-ahead log replayed at start-up is in the store before it.
 SERVICE_MAP_INTERVAL_S = 30.0
+#: Seconds after the minute at which the minute's SLO evaluation runs: the evaluation is OF the
+#: instant on the minute, run a little later so the minute just ended is flushed (1 s batches).
+SLO_EVALUATION_DELAY_S = 10
+
+
+def load_slos(path: str) -> list[Slo]:
+    """The SLOs of ``path`` (file or directory); StartupError listing every spec error."""
+    if not path:
+        return []
+    slos, errors = slo_spec.load(Path(path))
+    if errors:
+        raise StartupError("the SLO specs have errors (slos):\n  " + "\n  ".join(str(e) for e in errors))
+    return slos
 
 
 class StartupError(RuntimeError):
@@ -57,8 +78,11 @@ class SloscopeServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.slos = load_slos(settings.slos)
         self.registry = CollectorRegistry()
         self.metrics = CollectorMetrics.create(self.registry)
+        self.slo_metrics = SloMetrics()
+        self.registry.register(self.slo_metrics)
         self.backend = open_backend(settings.data_dir, settings.clickhouse_url, settings.insert_parallelism)
         try:
             applied = migrations.migrate(self.backend)
@@ -81,6 +105,7 @@ class SloscopeServer:
         self.otlp_url = self.api_url = self.zipkin_url = self.otlp_grpc_address = ""
         self._grpc: grpc.aio.Server | None = None
         self._demo = None
+        self._scheduler = BackgroundScheduler(timezone=UTC)
         self._stop_roll_up = threading.Event()
         self._roll_up_thread = threading.Thread(target=self._roll_up_loop, name="service-map", daemon=True)
 
@@ -91,6 +116,37 @@ class SloscopeServer:
                 service_map.roll_up(self.backend, time.time_ns(), self._stop_roll_up)
             except Exception:
                 log.exception("service map roll-up failed")
+
+    def evaluate_slos(self) -> None:
+        """One evaluation cycle: every SLO at the current minute, stored and exported to /metrics.
+
+        A failure is logged; the next cycle tries again (each minute's evaluation stands alone).
+        """
+        try:
+            results = evaluator.evaluate(self.backend, self.slos, time.time())
+            history.record(self.backend, results)
+        except StoreUnavailable:
+            log.exception("SLO evaluation skipped: store unavailable")
+            return
+        except Exception:
+            log.exception("SLO evaluation failed")
+            return
+        self.slo_metrics.update(results)
+        for result in results:
+            if result.error:
+                log.warning("SLO not evaluated", extra={"slo": result.slo.name, "error": result.error})
+
+    def _start_scheduler(self) -> None:
+        if not self.slos or self._scheduler.running:
+            return
+        minutes = self.settings.slo_interval // 60
+        trigger = CronTrigger(minute=f"*/{minutes}" if minutes > 1 else "*", second=SLO_EVALUATION_DELAY_S)
+        # coalesce + one instance: a slow cycle delays the next instead of piling them up.
+        self._scheduler.add_job(
+            self.evaluate_slos, trigger, max_instances=1, coalesce=True, misfire_grace_time=30
+        )
+        self._scheduler.add_job(self.evaluate_slos)  # once now, so /metrics and history start at once
+        self._scheduler.start()
 
     def readiness(self) -> list[str]:
         """Reasons the server is not ready to serve; empty when it is."""
@@ -130,6 +186,7 @@ class SloscopeServer:
             queue.start()
         if not self._roll_up_thread.is_alive() and not self._stop_roll_up.is_set():
             self._roll_up_thread.start()
+        self._start_scheduler()
         intake = Intake(self.queues, self.metrics)
         # grpc.aio binds to the running loop, and stops a server that is garbage collected: keep it.
         self._grpc = otlp_grpc.create_server(intake, self.settings.max_body_bytes)
@@ -141,7 +198,7 @@ class SloscopeServer:
         otlp_app = otlp_http.create_app(
             intake, otlp_http.HttpLimits(max_body_bytes=self.settings.max_body_bytes)
         )
-        api_app = api.create_app(self.backend, self.registry, self.readiness)
+        api_app = api.create_app(self.backend, self.registry, self.readiness, self.slos)
         zipkin_app = zipkin.create_app(intake, max_body_bytes=self.settings.max_body_bytes)
         self._servers = [self._uvicorn(otlp_app), self._uvicorn(api_app), self._uvicorn(zipkin_app)]
         if handle_signals:
@@ -191,6 +248,8 @@ class SloscopeServer:
         """Stop the demo and the roll-up, drain the queues into the store, close the store."""
         if self._demo is not None:
             self._demo.stop()
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)  # a cycle in progress finishes before the store closes
         self._stop_roll_up.set()
         if self._roll_up_thread.is_alive():
             self._roll_up_thread.join()  # the pass in progress stops after its minute, before the store closes

@@ -40,6 +40,10 @@ class Settings:
     log_level: str = "INFO"
     demo: bool = False
     demo_rate: float = 5.0
+    #: A spec file or a directory of them (native YAML or OpenSLO v1); empty: no SLOs.
+    slos: str = ""
+    #: Seconds between SLO evaluations (whole minutes); 60 evaluates every minute.
+    slo_interval: int = 60
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -78,6 +82,8 @@ _KINDS: dict[str, type] = {
     "log_level": str,
     "demo": bool,
     "demo_rate": float,
+    "slos": str,
+    "slo_interval": int,
 }
 
 
@@ -111,6 +117,11 @@ def _validate(s: Settings) -> None:
     if s.clickhouse_url and not s.clickhouse_url.startswith(("http://", "https://")):
         raise SettingsError(
             "clickhouse_url: must start with http:// or https:// (the server's HTTP interface)"
+        )
+    if s.slo_interval < 60 or s.slo_interval % 60:
+        # Evaluations see whole minutes: a shorter or uneven interval would repeat or skip minutes.
+        raise SettingsError(
+            f"slo_interval: {s.slo_interval} must be a whole number of minutes in seconds (60, 120, ...)"
         )
     if s.max_body_bytes < 1024:
         raise SettingsError(f"max_body_bytes: {s.max_body_bytes} is too small (at least 1024)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -10,16 +10,19 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from slo.model import Slo
 from store.backend import Backend
-from ui import api_explore, api_metrics, api_red, jaeger
+from ui import api_explore, api_metrics, api_red, api_slo, jaeger
 
 
 def create_app(
     backend: Backend,
     registry: CollectorRegistry,
     readiness: Callable[[], list[str]],
+    slos: Sequence[Slo] = (),
 ) -> FastAPI:
-    """The API application. ``readiness`` returns the reasons the server is not ready (none: ready)."""
+    """The API application. ``readiness`` returns the reasons the server is not ready (none: ready);
+    ``slos`` are the SLOs the SLO endpoints answer for."""
     app = FastAPI(title="sloscope", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
 
     @app.get("/")
@@ -39,6 +42,7 @@ def create_app(
                 "services": "/api/v1/services",
                 "red": "/api/v1/red?service=",
                 "metrics": "/api/v1/metrics",
+                "slos": "/api/v1/slos",
                 "api_docs": "/api/docs",
                 "jaeger": "/jaeger/api/services",
             },
@@ -65,6 +69,7 @@ def create_app(
     app.include_router(api_explore.router(backend))
     app.include_router(api_red.router(backend))
     app.include_router(api_metrics.router(backend))
+    app.include_router(api_slo.router(backend, slos))
     app.include_router(jaeger.router(backend), prefix="/jaeger")
 
     return app

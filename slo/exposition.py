@@ -1,0 +1,79 @@
+"""The latest SLO evaluations as Prometheus metrics, for scraping ``/metrics``.
+
+Names follow what Sloth and Pyrra users chart: ratios from 0 to 1, one series per SLO instance with
+``slo`` and ``service`` labels plus the SLO's group_by values (as label names Prometheus accepts).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Sequence
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.samples import Sample
+
+from slo.evaluator import InstanceResult
+
+_NOT_LABEL = re.compile(r"[^a-zA-Z0-9_]")
+_RESERVED = {"slo", "service", "window", "rule", "severity"}
+
+
+def label_name(key: str) -> str:
+    """A group_by key as a Prometheus label name: ``tenant.id`` -> ``tenant_id``; names our own labels
+    use get a ``group_`` prefix."""
+    name = _NOT_LABEL.sub("_", key)
+    if not name or name[0].isdigit() or name in _RESERVED or name.startswith("__"):
+        name = "group_" + name
+    return name
+
+
+class SloMetrics:
+    """A Prometheus collector holding the latest cycle's results (replaced whole by :meth:`update`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._results: tuple[InstanceResult, ...] = ()
+
+    def update(self, results: Sequence[InstanceResult]) -> None:
+        with self._lock:
+            self._results = tuple(results)
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            results = self._results
+        families = {
+            "sli": GaugeMetricFamily("sloscope_slo_sli", "SLI (attainment) over the SLO window, 0 to 1"),
+            "objective": GaugeMetricFamily("sloscope_slo_objective", "SLO objective, 0 to 1"),
+            "remaining": GaugeMetricFamily(
+                "sloscope_slo_error_budget_remaining", "Error budget left, 1 = all; negative when overspent"
+            ),
+            "burn": GaugeMetricFamily("sloscope_slo_burn_rate", "Error budget burn rate over a window"),
+            "firing": GaugeMetricFamily("sloscope_slo_alert_rule_firing", "1 while a burn-rate rule fires"),
+        }
+        for r in results:
+            labels = {"slo": r.slo.name, "service": r.slo.service}
+            labels |= {label_name(k): v for k, v in r.group}
+            _add(families["objective"], labels, float(r.slo.target))
+            ev = r.evaluation
+            if ev is None:
+                continue
+            if ev.sli is not None:
+                _add(families["sli"], labels, ev.sli)
+            if ev.remaining is not None:
+                _add(families["remaining"], labels, ev.remaining)
+            for window, rate in ev.burn_rates.items():
+                if rate is not None:
+                    _add(families["burn"], labels | {"window": window}, rate)
+            for rule in r.rules:
+                _add(
+                    families["firing"],
+                    labels | {"rule": rule.label, "severity": rule.rule.severity},
+                    rule.firing,
+                )
+        yield from families.values()
+
+
+def _add(family: GaugeMetricFamily, labels: dict[str, str], value: float) -> None:
+    # Label sets differ between SLOs (their group_by keys): add samples directly, not via add_metric.
+    family.samples.append(Sample(family.name, labels, float(value), None, None))

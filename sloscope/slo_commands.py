@@ -1,0 +1,182 @@
+"""``sloscope slo report`` and ``sloscope slo backtest``: the evaluator over the store, from the shell."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from slo import evaluator
+from slo.budget import Evaluation
+from slo.model import Slo, parse_duration
+from slo.windows import floor_minute
+from store.backend import Backend
+
+_RELATIVE = re.compile(r"^now(?:-(\w+))?$")
+#: Burn-rate windows shown in the report table (the SLO window's column is added per SLO).
+TABLE_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+
+
+def parse_instant(text: str, name: str) -> int:
+    """``now``, ``now-30d``, RFC 3339 (``2026-11-01T00:00:00Z``) or unix seconds, as unix seconds."""
+    value = text.strip()
+    relative = _RELATIVE.match(value)
+    if relative:
+        back = relative.group(1)
+        return int(time.time()) - (parse_duration(back) if back else 0)
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return int(float(value))
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{name}: {text!r} is not now, now-DURATION, RFC 3339 or unix seconds") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{name}: {text!r} has no time zone (add Z or an offset)")
+    return int(parsed.timestamp())
+
+
+def iso(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.3f}%"
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _group(group: Sequence[tuple[str, str]]) -> str:
+    return ",".join(f"{k}={v}" for k, v in group) or "-"
+
+
+def _table(rows: list[list[str]], out: TextIO) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write(
+            "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n"
+        )
+
+
+def _evaluation_cells(slo: Slo, ev: Evaluation | None) -> list[str]:
+    if ev is None:
+        return ["-"] * (4 + len(TABLE_WINDOWS))
+    rates = [_rate(ev.burn_rates.get(w)) for w in (*TABLE_WINDOWS, slo.window.label)]
+    return [_percent(ev.sli), _percent(ev.remaining), *rates]
+
+
+def report(backend: Backend, slos: Sequence[Slo], at_s: int, fmt: str, out: TextIO = sys.stdout) -> int:
+    """Print every SLO instance at ``at_s``; exit status 0 (1 if an SLO could not be evaluated)."""
+    results = evaluator.evaluate(backend, slos, at_s)
+    if fmt == "json":
+        json.dump([evaluator.as_dict(r) for r in results], out, indent=2)
+        out.write("\n")
+        return 1 if any(r.error for r in results) else 0
+    for slo in slos:
+        mine = [r for r in results if r.slo is slo]
+        out.write(
+            f"{slo.name}  service={slo.service}  objective={slo.objective}%  window={slo.window.label}  "
+            f"budgeting={slo.budgeting.method}  at {iso(floor_minute(at_s))}\n"
+        )
+        header = ["group", "SLI", "budget left", *TABLE_WINDOWS, slo.window.label, "firing"]
+        rows = [header]
+        for r in mine:
+            if r.error:
+                out.write(f"  error: {r.error}\n")
+                continue
+            rows.append([_group(r.group), *_evaluation_cells(slo, r.evaluation), ",".join(r.firing) or "-"])
+        if len(rows) > 1:
+            _table(rows, out)
+        elif not any(r.error for r in mine):
+            out.write("  no data\n")
+        out.write("\n")
+    return 1 if any(r.error for r in results) else 0
+
+
+def backtest(
+    backend: Backend,
+    slos: Sequence[Slo],
+    from_s: int,
+    to_s: int,
+    step_s: int,
+    fmt: str,
+    values: bool,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Replay the evaluator over stored data and print every alert-rule change (and, with ``values``,
+    every step's values). Nothing is sent or stored."""
+    times = evaluator.steps(from_s, to_s, step_s)
+    documents = []
+    for slo in slos:
+        started = time.perf_counter()
+        run = evaluator.backtest(backend, slo, times)
+        elapsed = time.perf_counter() - started
+        changes = run.changes()
+        doc: dict[str, Any] = {
+            "slo": slo.name,
+            "from": int(times[0]),
+            "to": int(times[-1]),
+            "step_s": step_s,
+            "steps": len(times),
+            "seconds": round(elapsed, 3),
+            "changes": [
+                {
+                    "at": c.at_s,
+                    "group": dict(c.group),
+                    "rule": c.rule,
+                    "state": "firing" if c.firing else "resolved",
+                }
+                for c in changes
+            ],
+        }
+        if values:
+            doc["values"] = [
+                {"group": dict(g.group), **_step_values(g.evaluations.at(i))}
+                for g in run.groups
+                for i in range(len(times))
+            ]
+        documents.append(doc)
+        if fmt == "table":
+            _print_backtest(slo, doc, run, out)
+    if fmt == "json":
+        json.dump(documents, out, indent=2)
+        out.write("\n")
+    return 0
+
+
+def _step_values(ev: Evaluation) -> dict[str, Any]:
+    return {
+        "at": ev.at_s,
+        "total": ev.total,
+        "bad": ev.bad,
+        "sli": ev.sli,
+        "remaining": ev.remaining,
+        "burn_rates": dict(ev.burn_rates),
+    }
+
+
+def _print_backtest(slo: Slo, doc: dict[str, Any], run: evaluator.Backtest, out: TextIO) -> None:
+    out.write(
+        f"{slo.name}: {doc['steps']} steps from {iso(doc['from'])} to {iso(doc['to'])} every "
+        f"{doc['step_s'] // 60}m, {doc['seconds']} s\n"
+    )
+    if "values" in doc:
+        header = ["time", "group", "SLI", "budget left", *TABLE_WINDOWS, slo.window.label]
+        rows = [header]
+        for g in run.groups:
+            for i in range(len(run.times_s)):
+                ev = g.evaluations.at(i)
+                rows.append([iso(ev.at_s), _group(g.group), *_evaluation_cells(slo, ev)])
+        _table(rows, out)
+    if not doc["changes"]:
+        out.write("  no alert rule fired\n")
+    for change in doc["changes"]:
+        out.write(
+            f"  {iso(change['at'])}  {_group(list(change['group'].items()))}  {change['rule']}  {change['state']}\n"
+        )
+    out.write("\n")

@@ -1,0 +1,87 @@
+"""JSON API of the SLOs: budgets and burn rates at any instant, and the stored evaluation history.
+
+* ``GET /api/v1/slos?at=``: every SLO instance evaluated at ``at`` (default now).
+* ``GET /api/v1/slos/{name}?at=``: the instances of one SLO (its group values).
+* ``GET /api/v1/slos/{name}/history?start=&end=&group=&limit=``: stored evaluations (default: the
+  last 24 hours), oldest first per group; ``group`` is the group's JSON (``{"tenant":"a"}``).
+
+``at``/``start``/``end`` are RFC 3339 or unix milliseconds; evaluation times are whole minutes.
+The answers are those of ``sloscope slo report --format json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+
+from slo import evaluator, history
+from slo.model import Slo
+from store.backend import Backend
+from ui.params import bad_request, call_store, parse_limit, parse_range, parse_time
+
+HISTORY_RANGE_NS = 24 * 3600 * 10**9
+HISTORY_LIMIT = (10_000, 100_000)  # default, maximum
+
+
+def _at_s(at: str | None) -> int:
+    return (parse_time(at, "at") if at else time.time_ns()) // 10**9
+
+
+def router(backend: Backend, slos: Sequence[Slo]) -> APIRouter:
+    """The SLO endpoints over ``backend`` for the loaded ``slos``."""
+    api = APIRouter()
+    by_name = {slo.name: slo for slo in slos}
+
+    def find(name: str) -> Slo:
+        slo = by_name.get(name)
+        if slo is None:
+            raise HTTPException(404, f"no SLO named {name!r} (known: {', '.join(sorted(by_name)) or 'none'})")
+        return slo
+
+    @api.get("/api/v1/slos")
+    def list_slos(at: str | None = None) -> dict[str, Any]:
+        """Every SLO instance: SLI, budget, burn rates and alert rules at ``at``."""
+        at_s = _at_s(at)
+        results = call_store(lambda: evaluator.evaluate(backend, slos, at_s))
+        return {"at": at_s - at_s % 60, "slos": [evaluator.as_dict(r) for r in results]}
+
+    @api.get("/api/v1/slos/{name}")
+    def get_slo(name: str, at: str | None = None) -> dict[str, Any]:
+        """One SLO's instances at ``at``."""
+        slo, at_s = find(name), _at_s(at)
+        results = call_store(lambda: evaluator.evaluate_slo(backend, slo, at_s))
+        return {"at": at_s - at_s % 60, "slo": name, "instances": [evaluator.as_dict(r) for r in results]}
+
+    @api.get("/api/v1/slos/{name}/history")
+    def get_history(
+        name: str,
+        start: str | None = None,
+        end: str | None = None,
+        group: str | None = None,
+        limit: str | None = None,
+    ) -> dict[str, Any]:
+        """Stored evaluations of one SLO in ``[start, end)``."""
+        find(name)
+        time_range = parse_range(start, end, HISTORY_RANGE_NS)
+        key = ""
+        if group:
+            try:
+                labels = json.loads(group)
+            except json.JSONDecodeError:
+                raise bad_request(f'group: {group!r} is not JSON like {{"tenant": "a"}}') from None
+            if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+                raise bad_request("group: must be a JSON object of strings")
+            key = history.group_key(list(labels.items()))
+        n = parse_limit(limit, *HISTORY_LIMIT)
+        rows = call_store(
+            lambda: history.read(
+                backend, name, time_range.start_ns // 10**9, time_range.end_ns // 10**9, key, n
+            )
+        )
+        return {"slo": name, "evaluations": rows}
+
+    return api
