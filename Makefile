@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 run: $(STAMP)
-	$(VENV)/bin/sloscope serve --demo
+	$(VENV)/bin/sloscope serve --demo --slos examples/demo/slos.yaml
 
 # Browser tests drive Debian's Chromium; install it when it is missing (never a downloaded browser).
 chromium:
@@ -31,8 +31,11 @@ lint: $(STAMP)
 test: $(STAMP) chromium lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Each appends its table to docs/benchmarks.md (about 15 minutes in all on 2 cores).
 bench: $(STAMP)
 	$(PY) bench/ingest.py
+	$(PY) bench/queries.py
+	$(PY) bench/slo_engine.py
 
 clean:
 	rm -rf $(VENV) .sloscope-data

@@ -48,5 +48,6 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access",):
+    # APScheduler logs every run of the per-minute SLO evaluation at INFO.
+    for noisy in ("uvicorn.access", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
