@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from functools import cache
 
+from store.sql.metrics import HISTOGRAM_INCREASE_COLUMNS
+
 NS_PER_MINUTE = 60_000_000_000
 ZERO_SPAN = "toFixedString('', 8)"
 
@@ -222,24 +224,14 @@ WHERE {_IN_RANGE} AND NOT isNaN(inc)
 GROUP BY grp, minute_s
 """
 
-# Histogram points as store/sql/metrics.py reads them: mode 0 baseline (skipped), 1 the point counts
-# in full (delta, first point of a stream that started in the read window, or a reset: start time
-# changed, count went down, bounds changed, or a bucket went down), 2 the difference to the previous
-# point. Good: the observations in buckets whose upper bound is <= {threshold}, i.e. the buckets up to
-# the threshold's position among the bounds (sli.py checked that every point has it as a bound).
+# Histogram points' increases as the metrics API reads them (HISTOGRAM_INCREASE_COLUMNS). Good: the
+# observations in buckets whose upper bound is <= {threshold}, i.e. the buckets up to the threshold's
+# position among the bounds (sli.py checked that every point has it as a bound).
 HISTOGRAM_INCREASE = f"""
 SELECT grp, minute_s, sum(inc_count) AS n_total, sum(inc_good) AS n_good
 FROM (
     SELECT grp, {_minute_of("ts - 1")} AS minute_s,
-        multiIf(
-            aggregation_temporality = 1, 1,
-            rn = 1, if(start_ns >= {{read_start_ns:Int64}} AND start_ns > 0, 1, 0),
-            start_ns != prev_start OR cnt < prev_cnt OR bounds != prev_bounds
-                OR arrayExists((x, y) -> x < y, counts_f, arrayResize(prev_counts, length(counts_f))), 1,
-            2) AS mode,
-        if(mode = 2, arrayMap((x, y) -> x - y, counts_f, arrayResize(prev_counts, length(counts_f))),
-           counts_f) AS inc_counts,
-        if(mode = 2, cnt - prev_cnt, cnt) AS inc_count,
+        {HISTOGRAM_INCREASE_COLUMNS.format(read_start="read_start_ns")},
         arraySum(arraySlice(inc_counts, 1, indexOf(bounds, {{threshold:Float64}}))) AS inc_good
     FROM (
         SELECT {_raw_values("g")} AS grp, toUnixTimestamp64Nano(timestamp) AS ts,

@@ -116,10 +116,23 @@ GAUGE_VALUES = _values("metrics_gauge")
 SUM_VALUES = _values("metrics_sum")
 
 
+# Increases of explicit-bucket histogram points, given per stream ordered by time with the previous
+# point's values (prev_*, window w): mode 0 a baseline (skipped), 1 the point counts in full (delta; the
+# first point of a stream that started in the read window; a reset: start time changed, count or a
+# bucket went down, bounds changed), 2 the difference to the previous point. Shared with the SLI
+# queries (slo/sql.py); {read_start} names the parameter holding the read window's start (ns).
+HISTOGRAM_INCREASE_COLUMNS = """multiIf(
+    aggregation_temporality = 1, 1,
+    rn = 1, if(start_ns >= {{{read_start}:Int64}} AND start_ns > 0, 1, 0),
+    start_ns != prev_start OR cnt < prev_cnt OR bounds != prev_bounds
+        OR arrayExists((x, y) -> x < y, counts_f, arrayResize(prev_counts, length(counts_f))), 1,
+    2) AS mode,
+    if(mode = 2, arrayMap((x, y) -> x - y, counts_f, arrayResize(prev_counts, length(counts_f))),
+       counts_f) AS inc_counts,
+    if(mode = 2, cnt - prev_cnt, cnt) AS inc_count"""
+
 # -- explicit-bucket histograms ---------------------------------------------------------------------
-# mode per point: 0 baseline (skipped), 1 the point counts in full (delta, first point of a stream
-# that started in the read window, or a reset), 2 the difference to the stream's previous point.
-# A reset: start time changed, count went down, bounds changed, or any bucket went down.
+# Increases per point as HISTOGRAM_INCREASE_COLUMNS above, merged per series and step.
 HISTOGRAM = _limit_series(f"""
 SELECT labels, bucket, n, s, b, c, cum, arrayElement(cum, -1) AS total,
     {{q:Float64}} * total AS rank_, arrayFirstIndex(x -> x >= rank_, cum) AS i_, length(b) AS nb,
@@ -139,15 +152,7 @@ FROM (
             sum(inc_sum) AS s1
         FROM (
             SELECT labels, intDiv(ts, {{step:Int64}}) * {{step:Int64}} AS bucket, bounds,
-                multiIf(
-                    aggregation_temporality = 1, 1,
-                    rn = 1, if(start_ns >= {{read_start:Int64}} AND start_ns > 0, 1, 0),
-                    start_ns != prev_start OR cnt < prev_cnt OR bounds != prev_bounds
-                        OR arrayExists((x, y) -> x < y, counts_f, arrayResize(prev_counts, length(counts_f))), 1,
-                    2) AS mode,
-                if(mode = 2, arrayMap((x, y) -> x - y, counts_f, arrayResize(prev_counts, length(counts_f))),
-                   counts_f) AS inc_counts,
-                if(mode = 2, cnt - prev_cnt, cnt) AS inc_count,
+                {HISTOGRAM_INCREASE_COLUMNS.format(read_start="read_start")},
                 if(mode = 2, total_sum - prev_sum, total_sum) AS inc_sum
             FROM (
                 SELECT {_LABELS} AS labels, toUnixTimestamp64Nano(timestamp) AS ts,
