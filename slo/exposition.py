@@ -53,7 +53,11 @@ class SloMetrics:
         }
         for r in results:
             labels = {"slo": r.slo.name, "service": r.slo.service}
-            labels |= {label_name(k): v for k, v in r.group}
+            for key, value in r.group:
+                name = label_name(key)
+                while name in labels:  # http.route and http_route would both be http_route
+                    name += "_"
+                labels[name] = value
             _add(families["objective"], labels, float(r.slo.target))
             ev = r.evaluation
             if ev is None:

@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 
 from slo import sql
-from slo.evaluator import InstanceResult
+from slo.evaluator import InstanceResult, as_dict
 from store.backend import Backend
 
 _STR_FLOAT = pa.map_(pa.string(), pa.float64())
@@ -66,9 +66,11 @@ def record(backend: Backend, results: Sequence[InstanceResult]) -> None:
             "error": [r.error for r in results],
         }
     )
+    # The token covers the values: a retried cycle is dropped, a minute evaluated again with other
+    # values (late data, a second evaluator that saw more) is stored and replaces the older row.
     digest = hashlib.sha256()
     for r in results:
-        digest.update(f"{r.slo.name}\0{group_key(r.group)}\0{r.at_s}\n".encode())
+        digest.update(json.dumps(as_dict(r), sort_keys=True, default=str).encode())
     backend.insert_arrow("slo_evaluations", table, dedup_token=f"slo_evaluations:{digest.hexdigest()[:32]}")
 
 

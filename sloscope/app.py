@@ -10,13 +10,13 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
 
 from collector import otlp_grpc, otlp_http, zipkin
@@ -42,6 +42,16 @@ SERVICE_MAP_INTERVAL_S = 30.0
 #: Seconds after the minute at which the minute's SLO evaluation runs: the evaluation is OF the
 #: instant on the minute, run a little later so the minute just ended is flushed (1 s batches).
 SLO_EVALUATION_DELAY_S = 10
+
+
+def evaluation_trigger(interval_s: int) -> IntervalTrigger:
+    """Every ``interval_s`` (whole minutes) counted from the epoch, ``SLO_EVALUATION_DELAY_S`` past the
+    minute: each minute, every 5 minutes on :00, :05, ..., every 2 hours on even UTC hours. A cron
+    ``minute="*/N"`` cannot say this: it refuses N > 59, and for N not dividing 60 restarts each hour
+    (``*/7`` runs at :56 and again at :00)."""
+    return IntervalTrigger(
+        seconds=interval_s, start_date=datetime.fromtimestamp(SLO_EVALUATION_DELAY_S, UTC), timezone=UTC
+    )
 
 
 def load_slos(path: str) -> list[Slo]:
@@ -139,11 +149,13 @@ class SloscopeServer:
     def _start_scheduler(self) -> None:
         if not self.slos or self._scheduler.running:
             return
-        minutes = self.settings.slo_interval // 60
-        trigger = CronTrigger(minute=f"*/{minutes}" if minutes > 1 else "*", second=SLO_EVALUATION_DELAY_S)
         # coalesce + one instance: a slow cycle delays the next instead of piling them up.
         self._scheduler.add_job(
-            self.evaluate_slos, trigger, max_instances=1, coalesce=True, misfire_grace_time=30
+            self.evaluate_slos,
+            evaluation_trigger(self.settings.slo_interval),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=30,
         )
         self._scheduler.add_job(self.evaluate_slos)  # once now, so /metrics and history start at once
         self._scheduler.start()

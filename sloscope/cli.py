@@ -213,7 +213,14 @@ def _slo_backtest(args: argparse.Namespace) -> int:
 
     from_s = slo_commands.parse_instant(args.from_, "--from")
     to_s = slo_commands.parse_instant(args.to, "--to")
-    step_s = parse_duration(args.step)
+    if to_s < from_s:
+        raise ValueError(f"--to: {args.to!r} is before --from {args.from_!r}")
+    try:
+        step_s = parse_duration(args.step)
+    except ValueError as exc:
+        raise ValueError(f"--step: {exc}") from None
+    if step_s % 60:
+        raise ValueError(f"--step: {args.step!r} is not a whole number of minutes")
     return _slo_store_command(
         args,
         args.path,

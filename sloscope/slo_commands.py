@@ -21,22 +21,45 @@ _RELATIVE = re.compile(r"^now(?:-(\w+))?$")
 TABLE_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 
 
+#: Times in the store are DateTime (UInt32 seconds): nothing after 2106-02-07 can be read.
+MAX_INSTANT_S = 2**32 - 1
+
+
 def parse_instant(text: str, name: str) -> int:
     """``now``, ``now-30d``, RFC 3339 (``2026-11-01T00:00:00Z``) or unix seconds, as unix seconds."""
     value = text.strip()
     relative = _RELATIVE.match(value)
     if relative:
         back = relative.group(1)
-        return int(time.time()) - (parse_duration(back) if back else 0)
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        return int(float(value))
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{name}: {text!r} is not now, now-DURATION, RFC 3339 or unix seconds") from None
-    if parsed.tzinfo is None:
-        raise ValueError(f"{name}: {text!r} has no time zone (add Z or an offset)")
-    return int(parsed.timestamp())
+        try:
+            seconds = int(time.time()) - (parse_duration(back) if back else 0)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    elif re.fullmatch(r"\d+(\.\d+)?", value):
+        number = float(value)
+        # Too many digits for a float is inf; anything past 2106 cannot be stored anyway.
+        seconds = int(number) if number <= MAX_INSTANT_S else MAX_INSTANT_S + 1
+    else:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{name}: {text!r} is not now, now-DURATION, RFC 3339 or unix seconds") from None
+        if parsed.tzinfo is None:
+            raise ValueError(f"{name}: {text!r} has no time zone (add Z or an offset)")
+        seconds = int(parsed.timestamp())
+    if not 0 <= seconds <= MAX_INSTANT_S:
+        raise ValueError(f"{name}: {text!r} is out of range (1970-01-01 to 2106-02-07)")
+    return seconds
+
+
+def check_reach(slos: Sequence[Slo], at_s: int, name: str) -> None:
+    """ValueError naming ``name`` when an evaluation at ``at_s`` would read data from before 1970,
+    where the store's times start (an SLO's window or alert windows reach back that far)."""
+    for slo in slos:
+        if evaluator.data_start_s(slo, floor_minute(at_s)) < 0:
+            raise ValueError(
+                f"{name}: {iso(at_s)} is too early: SLO {slo.name!r} would read data from before 1970"
+            )
 
 
 def iso(seconds: int) -> str:
@@ -63,15 +86,23 @@ def _table(rows: list[list[str]], out: TextIO) -> None:
         )
 
 
+def _windows(slo: Slo) -> tuple[str, ...]:
+    """The burn-rate columns: the table's windows and the SLO window, once (a 1d SLO has one 1d)."""
+    label = slo.window.label
+    return TABLE_WINDOWS if label in TABLE_WINDOWS else (*TABLE_WINDOWS, label)
+
+
 def _evaluation_cells(slo: Slo, ev: Evaluation | None) -> list[str]:
+    windows = _windows(slo)
     if ev is None:
-        return ["-"] * (4 + len(TABLE_WINDOWS))
-    rates = [_rate(ev.burn_rates.get(w)) for w in (*TABLE_WINDOWS, slo.window.label)]
+        return ["-"] * (2 + len(windows))
+    rates = [_rate(ev.burn_rates.get(w)) for w in windows]
     return [_percent(ev.sli), _percent(ev.remaining), *rates]
 
 
 def report(backend: Backend, slos: Sequence[Slo], at_s: int, fmt: str, out: TextIO = sys.stdout) -> int:
     """Print every SLO instance at ``at_s``; exit status 0 (1 if an SLO could not be evaluated)."""
+    check_reach(slos, at_s, "--at")
     results = evaluator.evaluate(backend, slos, at_s)
     if fmt == "json":
         json.dump([evaluator.as_dict(r) for r in results], out, indent=2)
@@ -83,7 +114,7 @@ def report(backend: Backend, slos: Sequence[Slo], at_s: int, fmt: str, out: Text
             f"{slo.name}  service={slo.service}  objective={slo.objective}%  window={slo.window.label}  "
             f"budgeting={slo.budgeting.method}  at {iso(floor_minute(at_s))}\n"
         )
-        header = ["group", "SLI", "budget left", *TABLE_WINDOWS, slo.window.label, "firing"]
+        header = ["group", "SLI", "budget left", *_windows(slo), "firing"]
         rows = [header]
         for r in mine:
             if r.error:
@@ -111,6 +142,7 @@ def backtest(
     """Replay the evaluator over stored data and print every alert-rule change (and, with ``values``,
     every step's values). Nothing is sent or stored."""
     times = evaluator.steps(from_s, to_s, step_s)
+    check_reach(slos, int(times[0]), "--from")
     documents = []
     for slo in slos:
         started = time.perf_counter()
@@ -166,7 +198,7 @@ def _print_backtest(slo: Slo, doc: dict[str, Any], run: evaluator.Backtest, out:
         f"{doc['step_s'] // 60}m, {doc['seconds']} s\n"
     )
     if "values" in doc:
-        header = ["time", "group", "SLI", "budget left", *TABLE_WINDOWS, slo.window.label]
+        header = ["time", "group", "SLI", "budget left", *_windows(slo)]
         rows = [header]
         for g in run.groups:
             for i in range(len(run.times_s)):

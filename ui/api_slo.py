@@ -27,8 +27,30 @@ HISTORY_RANGE_NS = 24 * 3600 * 10**9
 HISTORY_LIMIT = (10_000, 100_000)  # default, maximum
 
 
-def _at_s(at: str | None) -> int:
-    return (parse_time(at, "at") if at else time.time_ns()) // 10**9
+#: Times in the store are DateTime (UInt32 seconds): nothing after 2106-02-07 can be read.
+MAX_AT_S = 2**32 - 1
+
+
+def _instant_ns(value: str, name: str) -> int:
+    """``parse_time``, with digits too many for a float (``int(inf)``) a 400 as well."""
+    try:
+        return parse_time(value, name)
+    except OverflowError:
+        raise bad_request(f"{name}: {value!r} is out of range") from None
+
+
+def _at_s(at: str | None, slos: Sequence[Slo]) -> int:
+    """``at`` in unix seconds (default now), refused when the store cannot answer for it: past 2106, or
+    so early that an SLO's windows would reach before 1970 (the store's times start there)."""
+    if not at:
+        return time.time_ns() // 10**9
+    at_s = _instant_ns(at, "at") // 10**9
+    if not 0 <= at_s <= MAX_AT_S:
+        raise bad_request(f"at: {at!r} is out of range (1970-01-01 to 2106-02-07)")
+    for slo in slos:
+        if evaluator.data_start_s(slo, at_s) < 0:
+            raise bad_request(f"at: {at!r} is too early: SLO {slo.name!r} would read data from before 1970")
+    return at_s
 
 
 def router(backend: Backend, slos: Sequence[Slo]) -> APIRouter:
@@ -45,14 +67,15 @@ def router(backend: Backend, slos: Sequence[Slo]) -> APIRouter:
     @api.get("/api/v1/slos")
     def list_slos(at: str | None = None) -> dict[str, Any]:
         """Every SLO instance: SLI, budget, burn rates and alert rules at ``at``."""
-        at_s = _at_s(at)
+        at_s = _at_s(at, slos)
         results = call_store(lambda: evaluator.evaluate(backend, slos, at_s))
         return {"at": at_s - at_s % 60, "slos": [evaluator.as_dict(r) for r in results]}
 
     @api.get("/api/v1/slos/{name}")
     def get_slo(name: str, at: str | None = None) -> dict[str, Any]:
         """One SLO's instances at ``at``."""
-        slo, at_s = find(name), _at_s(at)
+        slo = find(name)
+        at_s = _at_s(at, [slo])
         results = call_store(lambda: evaluator.evaluate_slo(backend, slo, at_s))
         return {"at": at_s - at_s % 60, "slo": name, "instances": [evaluator.as_dict(r) for r in results]}
 
@@ -66,6 +89,9 @@ def router(backend: Backend, slos: Sequence[Slo]) -> APIRouter:
     ) -> dict[str, Any]:
         """Stored evaluations of one SLO in ``[start, end)``."""
         find(name)
+        for value, parameter in ((start, "start"), (end, "end")):
+            if value:
+                _instant_ns(value, parameter)  # parse_range's own parsing would overflow
         time_range = parse_range(start, end, HISTORY_RANGE_NS)
         key = ""
         if group:

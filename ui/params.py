@@ -48,7 +48,10 @@ def parse_time(value: str, name: str) -> int:
     """RFC 3339 (``2026-11-22T10:00:00Z``) or unix milliseconds, as unix nanoseconds."""
     text = value.strip()
     if re.fullmatch(r"-?\d+(\.\d+)?", text):
-        return int(float(text) * 1_000_000)
+        try:
+            return int(float(text) * 1_000_000)
+        except OverflowError:  # float('1' * 400) is inf
+            raise bad_request(f"{name}: {value[:40]!r}... is out of range") from None
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
