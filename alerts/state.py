@@ -1,0 +1,166 @@
+"""Alert states: one alert per (SLO, severity, group labels), moved on by each evaluation.
+
+An alert's condition at an evaluation is "some burn-rate pair of its severity fires" (two pairs of one
+severity are one alert). States go inactive -> firing -> resolved (-> firing again), with Prometheus'
+``keep_firing_for``: once the condition is false, the alert keeps firing until the condition has been
+false for that long, counted from the first evaluation that found it false; the condition coming back
+in the meantime cancels the countdown. With ``keep_firing_for`` 0 an alert resolves at the first
+evaluation whose condition is false.
+
+:func:`advance` is the whole state machine; the live evaluator and ``sloscope slo backtest`` both run
+it, so they produce the same transitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from alerts.model import Alert, AlertState, FiringPair, Transition, alert_id
+from slo.evaluator import InstanceResult, RuleState, policy
+from slo.model import Slo, format_duration
+
+ALERTNAME = "SLOBurnRate"
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """What is stored of an alert between evaluations."""
+
+    id: str
+    slo: str
+    severity: str
+    group: tuple[tuple[str, str], ...]
+    state: AlertState = "inactive"
+    firing_since_s: int | None = None
+    resolved_at_s: int | None = None
+    #: The first evaluation that found the condition false while firing (the keep_firing_for clock).
+    keep_firing_since_s: int | None = None
+    updated_at_s: int = 0
+
+
+def advance(
+    record: AlertRecord, condition: bool, at_s: int, keep_firing_for_s: int
+) -> tuple[AlertRecord, Transition | None]:
+    """The record after an evaluation at ``at_s`` whose condition is ``condition``, and the
+    transition it made (None if it stayed)."""
+    if at_s <= record.updated_at_s and record.updated_at_s:
+        return record, None  # an instant already evaluated (a retry, a restart in the same minute)
+    if condition:
+        if record.state == "firing":
+            return replace(record, keep_firing_since_s=None, updated_at_s=at_s), None
+        fired = replace(
+            record,
+            state="firing",
+            firing_since_s=at_s,
+            resolved_at_s=None,
+            keep_firing_since_s=None,
+            updated_at_s=at_s,
+        )
+        return fired, Transition(record.id, at_s, record.state, "firing")
+    if record.state != "firing":
+        return replace(record, updated_at_s=at_s), None
+    since = record.keep_firing_since_s if record.keep_firing_since_s is not None else at_s
+    if at_s - since < keep_firing_for_s:
+        return replace(record, keep_firing_since_s=since, updated_at_s=at_s), None
+    resolved = replace(
+        record, state="resolved", resolved_at_s=at_s, keep_firing_since_s=None, updated_at_s=at_s
+    )
+    return resolved, Transition(record.id, at_s, "firing", "resolved")
+
+
+def severities(slo: Slo) -> list[str]:
+    """The severities of the SLO's rules, in the order they first appear."""
+    return list(dict.fromkeys(rule.severity for rule in policy(slo).rules))
+
+
+def conditions(result: InstanceResult) -> dict[str, bool]:
+    """Per severity of the SLO's policy: does some pair of that severity fire?"""
+    out = dict.fromkeys(severities(result.slo), False)
+    for state in result.rules:
+        out[state.rule.severity] = out[state.rule.severity] or state.firing
+    return out
+
+
+def labels(slo: Slo, severity: str, group: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """The alert's labels: what routes, groupings, inhibitions and silences match on. The SLO's own
+    labels and the group labels come after ours and never replace them."""
+    ours = {"alertname": ALERTNAME, "slo": slo.name, "service": slo.service, "severity": severity}
+    extra = {k: v for k, v in (*slo.labels, *group) if k not in ours}
+    return tuple(sorted({**ours, **extra}.items()))
+
+
+def firing_pair(rules: Sequence[RuleState], severity: str) -> FiringPair | None:
+    """The pair of ``severity`` that fires with the fastest short-window burn (None if none fires)."""
+    firing = [r for r in rules if r.rule.severity == severity and r.firing]
+    if not firing:
+        return None
+    best = max(firing, key=lambda r: r.short_burn_rate or 0.0)
+    return FiringPair(
+        format_duration(best.rule.long_s),
+        format_duration(best.rule.short_s),
+        float(best.rule.factor),
+        best.long_burn_rate,
+        best.short_burn_rate,
+    )
+
+
+def alert(record: AlertRecord, slo: Slo, result: InstanceResult | None) -> Alert:
+    """The Alert a notification carries, from its record and the evaluation that moved it."""
+    ev = result.evaluation if result is not None else None
+    return Alert(
+        id=record.id,
+        slo=slo.name,
+        service=slo.service,
+        severity=record.severity,
+        group=record.group,
+        labels=labels(slo, record.severity, record.group),
+        state=record.state,
+        firing_since_s=record.firing_since_s,
+        resolved_at_s=record.resolved_at_s,
+        annotations=slo.annotations,
+        objective=float(slo.objective),
+        error_budget_remaining=None if ev is None else ev.remaining,
+        pair=None if result is None else firing_pair(result.rules, record.severity),
+    )
+
+
+def new_record(slo: Slo, severity: str, group: tuple[tuple[str, str], ...]) -> AlertRecord:
+    return AlertRecord(alert_id(slo.name, severity, dict(group)), slo.name, severity, group)
+
+
+def step(
+    records: dict[str, AlertRecord], slos: Sequence[Slo], results: Sequence[InstanceResult], at_s: int
+) -> tuple[list[AlertRecord], list[Transition]]:
+    """Advance every alert of ``slos`` by one evaluation (updating ``records`` in place); return the
+    records that changed and the transitions made.
+
+    An alert of a group value that no longer shows up in the results (no traffic left in any
+    window) is advanced with a false condition. An SLO that could not be evaluated keeps its alerts
+    as they are: an error is no evidence that the budget stopped burning.
+    """
+    by_name = {slo.name: slo for slo in slos}
+    failed = {r.slo.name for r in results if r.evaluation is None}
+    seen: set[str] = set()
+    touched, transitions = [], []
+
+    def move(record: AlertRecord, condition: bool) -> None:
+        keep = policy(by_name[record.slo]).keep_firing_for_s
+        moved, transition = advance(record, condition, at_s, keep)
+        if moved != record or record.id not in records:
+            records[moved.id] = moved
+            touched.append(moved)
+        if transition is not None:
+            transitions.append(transition)
+
+    for result in results:
+        if result.evaluation is None:
+            continue
+        for severity, condition in conditions(result).items():
+            fresh = new_record(result.slo, severity, result.group)
+            seen.add(fresh.id)
+            move(records.get(fresh.id, fresh), condition)
+    for record in list(records.values()):
+        if record.id not in seen and record.slo in by_name and record.slo not in failed:
+            move(record, False)
+    return touched, transitions

@@ -1,0 +1,119 @@
+"""The alert state machine (alerts/state.py): transitions, keep_firing_for, flapping, vanished groups."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from fractions import Fraction
+
+from alerts import state
+from alerts.state import AlertRecord, advance
+from slo.evaluator import InstanceResult, RuleState
+from slo.model import AlertPolicy, BurnRule, Slo, SpanSli
+
+MIN = 60
+PAGE = BurnRule("page", 3600, 300, Fraction(144, 10))
+PAGE_SLOW = BurnRule("page", 6 * 3600, 1800, Fraction(6))
+TICKET = BurnRule("ticket", 86_400, 7200, Fraction(3))
+
+
+def _record() -> AlertRecord:
+    return AlertRecord("a1", "checkout", "page", ())
+
+
+def _run(conditions: list[bool], keep_s: int) -> list[tuple[int, str]]:
+    record, out = _record(), []
+    for i, condition in enumerate(conditions, start=1):
+        record, transition = advance(record, condition, i * MIN, keep_s)
+        if transition:
+            out.append((i, transition.to_state))
+    return out
+
+
+def test_fire_and_resolve_without_hold_down() -> None:
+    assert _run([False, True, True, False, False, True, False], 0) == [
+        (2, "firing"),
+        (4, "resolved"),
+        (6, "firing"),
+        (7, "resolved"),
+    ]
+
+
+def test_keep_firing_for_counts_from_the_first_false_evaluation() -> None:
+    # False from minute 3 on; 5 minutes of hold-down: still firing at 3..7, resolved at 8.
+    assert _run([False, True, False, False, False, False, False, False, False], 5 * MIN) == [
+        (2, "firing"),
+        (8, "resolved"),
+    ]
+
+
+def test_a_condition_back_inside_the_hold_down_cancels_it() -> None:
+    conditions = [True, False, False, True, False, False, False, False]
+    assert _run(conditions, 3 * MIN) == [(1, "firing"), (8, "resolved")]
+
+
+def test_flapping_every_minute_with_a_hold_down_is_one_trigger_and_one_resolve() -> None:
+    flapping = [i % 2 == 0 for i in range(30)] + [False] * 10
+    assert _run(flapping, 5 * MIN) == [(1, "firing"), (35, "resolved")]
+
+
+def test_an_instant_already_evaluated_changes_nothing() -> None:
+    record, transition = advance(_record(), True, 10 * MIN, 0)
+    assert transition is not None
+    again, transition = advance(record, False, 10 * MIN, 0)  # a restart re-running the same minute
+    assert again == record and transition is None
+
+
+def _slo(**kw: object) -> Slo:
+    fields = {
+        "name": "checkout",
+        "service": "shop",
+        "objective": Decimal("99.9"),
+        "sli": SpanSli(bad_error=True),
+        "labels": (("team", "edge"), ("severity", "spoofed")),
+        "group_by": ("http.route",),
+        "alerting": AlertPolicy((PAGE, PAGE_SLOW, TICKET)),
+    }
+    return Slo(**(fields | kw))  # type: ignore[arg-type]
+
+
+def _result(slo: Slo, route: str, firing: set[BurnRule], burn: float = 20.0) -> InstanceResult:
+    from slo.budget import Evaluation
+
+    ev = Evaluation(0, 0, 0, False, "occurrences", "events", 10, 1, 0.9, None, 0.01, 100, -99, True, 0, {})
+    rules = tuple(RuleState(r, burn, burn + (r is PAGE_SLOW), 100, r in firing) for r in slo.alerting.rules)
+    return InstanceResult(slo, (("http.route", route),), 0, ev, rules)
+
+
+def test_two_pairs_of_one_severity_are_one_alert_and_labels_are_ours_first() -> None:
+    slo = _slo()
+    records: dict[str, AlertRecord] = {}
+    touched, transitions = state.step(records, [slo], [_result(slo, "/a", {PAGE, PAGE_SLOW})], 60)
+    assert sorted(r.severity for r in touched) == ["page", "ticket"]
+    assert [(t.from_state, t.to_state) for t in transitions] == [("inactive", "firing")]
+    page = next(r for r in touched if r.severity == "page")
+    alert = state.alert(page, slo, _result(slo, "/a", {PAGE, PAGE_SLOW}))
+    assert alert.label_map == {
+        "alertname": "SLOBurnRate",
+        "slo": "checkout",
+        "service": "shop",
+        "severity": "page",  # the SLO's own 'severity' label cannot replace the alert's
+        "team": "edge",
+        "http.route": "/a",
+    }
+    # The firing pair shown is the one burning fastest in its short window.
+    assert alert.pair is not None and (alert.pair.long, alert.pair.short) == ("6h", "30m")
+
+
+def test_a_group_that_vanishes_resolves_but_an_slo_that_errs_keeps_its_alerts() -> None:
+    slo = _slo()
+    records: dict[str, AlertRecord] = {}
+    state.step(records, [slo], [_result(slo, "/a", {PAGE}), _result(slo, "/b", {PAGE})], 60)
+    # Minute 2: only /a has data left; /b's alerts are advanced with a false condition.
+    _, transitions = state.step(records, [slo], [_result(slo, "/a", {PAGE})], 120)
+    resolved = [records[t.alert_id].group for t in transitions if t.to_state == "resolved"]
+    assert resolved == [(("http.route", "/b"),)]
+    # Minute 3: the SLO cannot be evaluated: nothing moves.
+    failed = InstanceResult(slo, (), 180, None, error="store error")
+    before = dict(records)
+    assert state.step(records, [slo], [failed], 180) == ([], [])
+    assert records == before
