@@ -26,6 +26,20 @@ def alert_id(slo: str, severity: str, group: Mapping[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+#: The label naming one SLO instance: what "the same SLO" means to inhibition and grouping.
+SLO_INSTANCE_LABEL = "slo_instance"
+
+
+def slo_instance(slo: str, group: tuple[tuple[str, str], ...] | Mapping[str, str] = ()) -> str:
+    """``checkout`` for an SLO without group labels, ``checkout{region="eu"}`` with them (in the
+    SLO's group_by order, values quoted as in PromQL): the ``slo_instance`` label of its alerts."""
+    items = list(group.items()) if isinstance(group, Mapping) else list(group)
+    if not items:
+        return slo
+    inner = ",".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in items)
+    return f"{slo}{{{inner}}}"
+
+
 @dataclass(frozen=True)
 class FiringPair:
     """The burn-rate pair that made an alert fire (the one with the highest short-window burn)."""
@@ -42,7 +56,10 @@ class Alert:
     """One alert at one evaluation: its identity, labels and current state.
 
     ``labels`` hold ``alertname`` (``SLOBurnRate``), ``slo``, ``service``, ``severity``, the SLO's own
-    labels and its group labels: what routes, groupings, inhibitions and silences match on.
+    labels and its group labels: what routes, groupings, inhibitions and silences match on. The
+    notification policy also sees ``slo_instance`` (:func:`slo_instance`: the SLO and its group
+    labels, one value per SLO instance), added by :func:`alerts.silences.alert_labels` when the labels
+    lack it; the default inhibition rule compares it.
     """
 
     id: str
@@ -108,6 +125,11 @@ class Attribution:
 
     contributors: tuple[Contributor, ...] = ()
     examples: tuple[ExampleTrace, ...] = ()
+    #: The SLO instance's bad and total events in the window (what the contributors are shares of).
+    bad: float = 0.0
+    total: float = 0.0
+    #: Contributors with bad events left out of ``contributors`` by its limit.
+    omitted: int = 0
 
 
 @dataclass(frozen=True)
@@ -121,7 +143,10 @@ class Notification:
     at_s: int
     #: The group labels of the incident (the route's group_by values).
     group_labels: tuple[tuple[str, str], ...]
-    #: The incident's alerts: firing ones, and on a resolve the resolved ones.
+    #: The incident's alerts: firing ones, and on a resolve the resolved ones. With the receiver's
+    #: ``send_resolved`` every notification also carries the alerts resolved since the previous one
+    #: (Alertmanager's webhook shape). A ``trigger`` is the first message of an incident and also an
+    #: update when its set of firing alerts changed; a ``repeat`` re-sends an unchanged set.
     alerts: tuple[Alert, ...]
     #: Link to the incident page (``{external_url}/incidents/{incident_id}``).
     incident_url: str = ""
@@ -148,6 +173,9 @@ class ReceiverConfig:
     name: str
     kind: ReceiverKind
     settings: tuple[tuple[str, str], ...] = ()
+    #: Send ``resolve`` notifications (and resolved alerts in updates): Alertmanager's per-receiver
+    #: ``send_resolved``; true by default for every kind here (Alertmanager: false for Slack and email).
+    send_resolved: bool = True
 
     @property
     def setting_map(self) -> dict[str, str]:

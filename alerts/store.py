@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from alerts import store_sql as sql
+from alerts import sql
 from alerts.model import Matcher, Notification, Silence, Transition
 from alerts.state import AlertRecord
 from store.backend import Backend

@@ -114,6 +114,38 @@ def roll_up_blocker(slo: Slo) -> str | None:
     return plan if isinstance(plan, str) else None
 
 
+def span_params(slo: Slo, roll_up: bool) -> dict[str, Any]:
+    """The parameters, without the time range, of the span SLI of ``slo`` for the fragments in
+    ``slo/sql.py``: red_1m's (``ROLL_UP_*``, ``ROLL_UP_GROUP``) if ``roll_up`` (which needs
+    :func:`uses_roll_up`), else raw spans' (``SPAN_IS_*``, ``RAW_GROUP``). For queries that need
+    exactly the SLI's requests and bad events with another grouping (burn attribution)."""
+    if not isinstance(slo.sli, SpanSli):
+        raise TypeError(f"SLO {slo.name!r} does not have a spans SLI")
+    _check_span_sli(slo, slo.sli)
+    if not roll_up:
+        return _raw_params(slo, slo.sli)
+    plan = _roll_up_plan(slo, slo.sli)
+    if isinstance(plan, str):
+        raise ValueError(f"SLO {slo.name!r} cannot be read from red_1m: {plan}")
+    return plan
+
+
+def log_params(slo: Slo) -> tuple[dict[str, Any], int, int]:
+    """The parameters, without the time range, of the log SLI of ``slo`` for ``sql.LOG_TOTAL_PREWHERE``,
+    ``sql.log_total_where`` and ``sql.log_is_bad``, with the numbers of total and bad body tokens."""
+    if not isinstance(slo.sli, LogSli):
+        raise TypeError(f"SLO {slo.name!r} does not have a logs SLI")
+    total, n_total = _log_params(slo, "t", slo.sli.total)
+    bad, n_bad = _log_params(slo, "b", slo.sli.bad)
+    return {**total, **bad, **_group_params(slo), "service": slo.service}, n_total, n_bad
+
+
+def metric_params(slo: Slo, selector: MetricSelector, start_s: int, end_s: int) -> dict[str, Any]:
+    """The parameters of ``sql.METRIC_POINTS`` (and ``RAW_GROUP``) for one selector of ``slo``'s
+    metric SLI over ``[start_s, end_s)``: the points the SLI reads, with its lookback."""
+    return _MetricRange(start_s, end_s).params(slo, selector)
+
+
 # -- filters -------------------------------------------------------------------------------------
 
 
@@ -322,18 +354,20 @@ def _roll_up_plan(slo: Slo, sli: SpanSli) -> dict[str, Any] | str:
     }
 
 
-def _raw_rows(backend: Backend, slo: Slo, sli: SpanSli, start_s: int, end_s: int) -> list[dict[str, Any]]:
+def _raw_params(slo: Slo, sli: SpanSli) -> dict[str, Any]:
     threshold = _latency_ns(slo, sli)
-    params = {
+    return {
         **_common_span_params(slo, sli),
         **_filter_params(slo, "f", sli.filters),
         **_filter_params(slo, "s", sli.bad_status),
         **_group_params(slo),
-        "start_ns": start_s * NS,
-        "end_ns": end_s * NS,
         # duration > floor(t) is duration > t for integer durations, whole t or not.
         "latency_ns": min(_MAX_NS, math.floor(threshold)) if threshold is not None else 0,
     }
+
+
+def _raw_rows(backend: Backend, slo: Slo, sli: SpanSli, start_s: int, end_s: int) -> list[dict[str, Any]]:
+    params = {**_raw_params(slo, sli), "start_ns": start_s * NS, "end_ns": end_s * NS}
     return backend.query_arrow(sql.SPANS_RAW, params).to_pylist()
 
 
@@ -387,16 +421,8 @@ def _log_params(slo: Slo, prefix: str, log_filter: LogFilter) -> tuple[dict[str,
 def _logs(
     backend: Backend, slo: Slo, sli: LogSli, start_s: int, end_s: int
 ) -> dict[tuple[str, ...], MinuteCounts]:
-    total, n_total = _log_params(slo, "t", sli.total)
-    bad, n_bad = _log_params(slo, "b", sli.bad)
-    params = {
-        **total,
-        **bad,
-        **_group_params(slo),
-        "service": slo.service,
-        "start_ns": start_s * NS,
-        "end_ns": end_s * NS,
-    }
+    base, n_total, n_bad = log_params(slo)
+    params = {**base, "start_ns": start_s * NS, "end_ns": end_s * NS}
     rows = backend.query_arrow(sql.log_counts(n_total, n_bad), params).to_pylist()
     return _counts(_arrays(rows, start_s, end_s, bool(slo.group_by), "n_total", "n_bad"), start_s)
 

@@ -90,22 +90,36 @@ _OPERATION = "({{any_operation:UInt8}} = 1 OR {op_column} = {{operation:String}}
 # Requests: SERVER, CONSUMER and root spans (red_1m's rows), or only spans of {kinds}. The error is
 # red_1m's: status ERROR, or an HTTP status >= 500 (new name, else the old one) on a SERVER span.
 # Slow: duration > {latency_ns} (integer ns; a fractional threshold is floored, the same for integers).
-SPANS_RAW = f"""
-SELECT grp, minute_s, count() AS n_total, countIf(is_bad) AS n_bad
-FROM (
-    SELECT {_raw_values("g")} AS grp,
-        {_minute_of("toUnixTimestamp64Nano(timestamp)")} AS minute_s,
-        ({{use_error:UInt8}} = 1 AND (status_code = 'ERROR' OR (kind = 'SERVER' AND toUInt16OrZero(
+# Public fragments of the span statements, for queries that need the SLI's exact definitions with
+# another grouping (burn attribution, alerts/sql.py): the group values, whether a request is bad,
+# and which spans or roll-up rows are the SLI's requests. Same parameters as the statements.
+#: ``Array(String)``: the group_by values of a span, log record or metric point ({g_keys}).
+RAW_GROUP = _raw_values("g")
+#: ``Array(String)``: the group_by values of a red_1m row ({g_cols}).
+ROLL_UP_GROUP = _red_values("g")
+#: Service and time range of raw spans and log records ({service}, {start_ns}, {end_ns}).
+RAW_SERVICE_RANGE = f"{_SERVICE} AND {_NS_RANGE}"
+#: Whether a span is a bad request of the SLI ({use_error}, {s_*}, {use_latency}, {latency_ns}).
+SPAN_IS_BAD = f"""({{use_error:UInt8}} = 1 AND (status_code = 'ERROR' OR (kind = 'SERVER' AND toUInt16OrZero(
             if(mapContains(attributes, 'http.response.status_code'), attributes['http.response.status_code'],
                attributes['http.status_code'])) >= 500)))
         OR {_filters("arrayExists", "s", _raw_values("s"))}
-        OR ({{use_latency:UInt8}} = 1 AND duration > {{latency_ns:UInt64}}) AS is_bad
-    FROM spans
-    PREWHERE {_SERVICE} AND {_NS_RANGE}
-    WHERE if(empty({{kinds:Array(String)}}), kind IN ('SERVER', 'CONSUMER') OR parent_span_id = {ZERO_SPAN},
+        OR ({{use_latency:UInt8}} = 1 AND duration > {{latency_ns:UInt64}})"""
+#: Whether a span is one of the SLI's requests ({kinds}, {any_operation}, {operation}, {f_*}).
+SPAN_IS_REQUEST = f"""if(empty({{kinds:Array(String)}}), kind IN ('SERVER', 'CONSUMER') OR parent_span_id = {ZERO_SPAN},
              has({{kinds:Array(String)}}, toString(kind)))
       AND {_OPERATION.format(op_column="name")}
-      AND {_filters("arrayAll", "f", _raw_values("f"))}
+      AND {_filters("arrayAll", "f", _raw_values("f"))}"""
+
+SPANS_RAW = f"""
+SELECT grp, minute_s, count() AS n_total, countIf(is_bad) AS n_bad
+FROM (
+    SELECT {RAW_GROUP} AS grp,
+        {_minute_of("toUnixTimestamp64Nano(timestamp)")} AS minute_s,
+        {SPAN_IS_BAD} AS is_bad
+    FROM spans
+    PREWHERE {RAW_SERVICE_RANGE}
+    WHERE {SPAN_IS_REQUEST}
 )
 GROUP BY grp, minute_s
 """
@@ -124,21 +138,26 @@ def _count_from(histogram: str, at_bound: str) -> str:
 # Per roll-up row: every request is bad if a status filter holds for the row (its status class);
 # else bad = errors + slow - slow errors (migration 0007's columns). n_detailed < n_total marks a
 # minute rolled up before migration 0007 (without those columns): the caller reads it from spans.
-SPANS_ROLL_UP = f"""
-SELECT grp, minute_s, sum(requests) AS n_total, sum(row_bad) AS n_bad, sum(detailed_requests) AS n_detailed
-FROM (
-    SELECT {_red_values("g")} AS grp, toUInt32(minute) AS minute_s, requests, detailed_requests,
-        if({{use_latency:UInt8}} = 1, {_count_from("latency", "latency_at_bound")}, 0) AS slow,
+#: Columns ``slow``, ``slow_err`` and ``row_bad`` (the bad requests) of a red_1m row.
+ROLL_UP_BAD_COLUMNS = f"""if({{use_latency:UInt8}} = 1, {_count_from("latency", "latency_at_bound")}, 0) AS slow,
         if({{use_latency:UInt8}} = 1 AND {{use_error:UInt8}} = 1,
            {_count_from("error_latency", "error_latency_at_bound")}, 0) AS slow_err,
         if({_filters("arrayExists", "s", _red_values("s"))}, toInt64(requests),
-           if({{use_error:UInt8}} = 1, toInt64(errors), 0) + slow - slow_err) AS row_bad
-    FROM red_1m
-    WHERE {_SERVICE}
+           if({{use_error:UInt8}} = 1, toInt64(errors), 0) + slow - slow_err) AS row_bad"""
+#: The SLI's red_1m rows of {service} in minutes [{start_s}, {end_s}).
+ROLL_UP_ROWS = f"""{_SERVICE}
       AND minute >= toDateTime({{start_s:UInt32}}, 'UTC') AND minute < toDateTime({{end_s:UInt32}}, 'UTC')
       AND {_OPERATION.format(op_column="operation")}
       AND (empty({{kinds:Array(String)}}) OR has({{kinds:Array(String)}}, toString(kind)))
-      AND {_filters("arrayAll", "f", _red_values("f"))}
+      AND {_filters("arrayAll", "f", _red_values("f"))}"""
+
+SPANS_ROLL_UP = f"""
+SELECT grp, minute_s, sum(requests) AS n_total, sum(row_bad) AS n_bad, sum(detailed_requests) AS n_detailed
+FROM (
+    SELECT {ROLL_UP_GROUP} AS grp, toUInt32(minute) AS minute_s, requests, detailed_requests,
+        {ROLL_UP_BAD_COLUMNS}
+    FROM red_1m
+    WHERE {ROLL_UP_ROWS}
 )
 GROUP BY grp, minute_s
 """
@@ -147,6 +166,24 @@ GROUP BY grp, minute_s
 # -- logs --------------------------------------------------------------------------------------
 def _tokens(prefix: str, count: int) -> str:
     return "".join(f" AND hasToken(body, {{{prefix}_token_{i}:String}})" for i in range(count))
+
+
+#: Log records of {service} in [{start_ns}, {end_ns}) at or above the total filter's severity.
+LOG_TOTAL_PREWHERE = f"{_SERVICE} AND {_NS_RANGE} AND severity_number >= {{t_severity:UInt8}}"
+
+
+def log_total_where(total_tokens: int) -> str:
+    """The rest of the total filter ({t_*}, ``total_tokens`` body tokens {t_token_N}): with
+    :data:`LOG_TOTAL_PREWHERE`, whether a log record is an event of the SLI."""
+    return f"{_filters('arrayAll', 't', _raw_values('t'))}{_tokens('t', total_tokens)}"
+
+
+def log_is_bad(bad_tokens: int) -> str:
+    """Whether an event of the SLI is a bad one (the bad filter, {b_*}, {b_token_N})."""
+    return (
+        f"severity_number >= {{b_severity:UInt8}} AND {_filters('arrayAll', 'b', _raw_values('b'))}\n"
+        f"            {_tokens('b', bad_tokens)}"
+    )
 
 
 @cache
@@ -159,13 +196,12 @@ def log_counts(total_tokens: int, bad_tokens: int) -> str:
     return f"""
 SELECT grp, minute_s, count() AS n_total, countIf(is_bad) AS n_bad
 FROM (
-    SELECT {_raw_values("g")} AS grp,
+    SELECT {RAW_GROUP} AS grp,
         {_minute_of("toUnixTimestamp64Nano(timestamp)")} AS minute_s,
-        severity_number >= {{b_severity:UInt8}} AND {_filters("arrayAll", "b", _raw_values("b"))}
-            {_tokens("b", bad_tokens)} AS is_bad
+        {log_is_bad(bad_tokens)} AS is_bad
     FROM logs
-    PREWHERE {_SERVICE} AND {_NS_RANGE} AND severity_number >= {{t_severity:UInt8}}
-    WHERE {_filters("arrayAll", "t", _raw_values("t"))}{_tokens("t", total_tokens)}
+    PREWHERE {LOG_TOTAL_PREWHERE}
+    WHERE {log_total_where(total_tokens)}
 )
 GROUP BY grp, minute_s
 """
@@ -180,6 +216,10 @@ _METRIC_POINTS = f"""{_SERVICE} AND metric_name = {{name:String}}
           AND timestamp >= fromUnixTimestamp64Nano({{read_start_ns:Int64}})
           AND timestamp <= fromUnixTimestamp64Nano({{end_ns:Int64}})
           AND {_filters("arrayAll", "f", _raw_values("f"))}"""
+
+
+#: The points of metric {name} of {service} that an SLI reads ({f_*}, {read_start_ns}, {end_ns}).
+METRIC_POINTS = _METRIC_POINTS
 
 
 def _sorted_pairs(column: str) -> str:
