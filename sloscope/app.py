@@ -19,6 +19,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
 
+from alerts.policy import PolicyErrors, load_policy
+from alerts.service import Alerting
 from collector import otlp_grpc, otlp_http, zipkin
 from collector.decode import SIGNALS
 from collector.intake import Intake
@@ -93,6 +95,13 @@ class SloscopeServer:
         self.metrics = CollectorMetrics.create(self.registry)
         self.slo_metrics = SloMetrics()
         self.registry.register(self.slo_metrics)
+        try:
+            self.policy = load_policy(settings.notification_policy or None)
+        except PolicyErrors as exc:
+            errors = "\n  ".join(str(e) for e in exc.errors)
+            raise StartupError(
+                f"the notification policy has errors (notification_policy):\n  {errors}"
+            ) from None
         self.backend = open_backend(settings.data_dir, settings.clickhouse_url, settings.insert_parallelism)
         try:
             applied = migrations.migrate(self.backend)
@@ -111,6 +120,7 @@ class SloscopeServer:
         )
         wal_root = settings.data_dir / "wal"
         self.queues = {s: DurableQueue(s, wal_root / s, writer, self.metrics, limits) for s in SIGNALS}
+        self.alerting = Alerting(self.backend, self.policy, self.registry)
         self._servers: list[_Server] = []
         self.otlp_url = self.api_url = self.zipkin_url = self.otlp_grpc_address = ""
         self._grpc: grpc.aio.Server | None = None
@@ -127,14 +137,17 @@ class SloscopeServer:
             except Exception:
                 log.exception("service map roll-up failed")
 
-    def evaluate_slos(self) -> None:
-        """One evaluation cycle: every SLO at the current minute, stored and exported to /metrics.
+    def evaluate_slos(self, at_s: int | None = None) -> None:
+        """One evaluation cycle: every SLO at the current minute (or ``at_s``), stored, exported to
+        /metrics and handed to alerting.
 
         A failure is logged; the next cycle tries again (each minute's evaluation stands alone).
         """
         try:
-            results = evaluator.evaluate(self.backend, self.slos, time.time())
+            at_s = (int(time.time()) if at_s is None else at_s) // 60 * 60
+            results = evaluator.evaluate(self.backend, self.slos, at_s)
             history.record(self.backend, results)
+            self.alerting.process(self.slos, results, at_s)
         except StoreUnavailable:
             log.exception("SLO evaluation skipped: store unavailable")
             return
@@ -210,7 +223,9 @@ class SloscopeServer:
         otlp_app = otlp_http.create_app(
             intake, otlp_http.HttpLimits(max_body_bytes=self.settings.max_body_bytes)
         )
-        api_app = api.create_app(self.backend, self.registry, self.readiness, self.slos)
+        api_app = api.create_app(
+            self.backend, self.registry, self.readiness, self.slos, self.policy.external_url
+        )
         zipkin_app = zipkin.create_app(intake, max_body_bytes=self.settings.max_body_bytes)
         self._servers = [self._uvicorn(otlp_app), self._uvicorn(api_app), self._uvicorn(zipkin_app)]
         if handle_signals:
@@ -262,6 +277,7 @@ class SloscopeServer:
             self._demo.stop()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)  # a cycle in progress finishes before the store closes
+        self.alerting.close()
         self._stop_roll_up.set()
         if self._roll_up_thread.is_alive():
             self._roll_up_thread.join()  # the pass in progress stops after its minute, before the store closes

@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo-rate", type=float, help="demo requests per second (default 5)")
     serve.add_argument("--slos", help="SLO spec file or directory to evaluate (native YAML or OpenSLO v1)")
     serve.add_argument(
+        "--notification-policy",
+        help="notification policy YAML: routes, receivers, inhibitions (docs/alerting.md)",
+    )
+    serve.add_argument(
         "--slo-interval", type=int, help="seconds between SLO evaluations (default 60: every minute)"
     )
     serve.add_argument("--log-format", choices=["text", "json"], help="log format (default text)")

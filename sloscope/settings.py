@@ -42,6 +42,8 @@ class Settings:
     demo_rate: float = 5.0
     #: A spec file or a directory of them (native YAML or OpenSLO v1); empty: no SLOs.
     slos: str = ""
+    #: The notification policy (routes, receivers, inhibitions); empty: record alerts, send nothing.
+    notification_policy: str = ""
     #: Seconds between SLO evaluations (whole minutes); 60 evaluates every minute.
     slo_interval: int = 60
     extra: dict[str, str] = field(default_factory=dict)
@@ -83,6 +85,7 @@ _KINDS: dict[str, type] = {
     "demo": bool,
     "demo_rate": float,
     "slos": str,
+    "notification_policy": str,
     "slo_interval": int,
 }
 

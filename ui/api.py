@@ -10,9 +10,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from alerts.silences import parse_matcher
 from slo.model import Slo
 from store.backend import Backend
-from ui import api_explore, api_metrics, api_red, api_slo, jaeger
+from ui import api_alerts, api_explore, api_metrics, api_red, api_slo, jaeger
 
 
 def create_app(
@@ -20,9 +21,10 @@ def create_app(
     registry: CollectorRegistry,
     readiness: Callable[[], list[str]],
     slos: Sequence[Slo] = (),
+    external_url: str = "",
 ) -> FastAPI:
     """The API application. ``readiness`` returns the reasons the server is not ready (none: ready);
-    ``slos`` are the SLOs the SLO endpoints answer for."""
+    ``slos`` are the SLOs the SLO endpoints answer for; ``external_url`` the base of incident links."""
     app = FastAPI(title="sloscope", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
 
     @app.get("/")
@@ -43,6 +45,9 @@ def create_app(
                 "red": "/api/v1/red?service=",
                 "metrics": "/api/v1/metrics",
                 "slos": "/api/v1/slos",
+                "alerts": "/api/v1/alerts",
+                "incidents": "/api/v1/incidents",
+                "silences": "/api/v1/silences",
                 "api_docs": "/api/docs",
                 "jaeger": "/jaeger/api/services",
             },
@@ -70,6 +75,7 @@ def create_app(
     app.include_router(api_red.router(backend))
     app.include_router(api_metrics.router(backend))
     app.include_router(api_slo.router(backend, slos))
+    app.include_router(api_alerts.router(backend, slos, parse_matcher, external_url))
     app.include_router(jaeger.router(backend), prefix="/jaeger")
 
     return app

@@ -110,7 +110,9 @@ def router(backend: Backend) -> APIRouter:
         spans = call_store(lambda: traces.get_trace(backend, trace_id))
         if not spans:
             raise HTTPException(404, f"trace {trace_id.lower()} not found")
-        logs = call_store(lambda: explore.trace_logs(backend, trace_id.lower(), *traces.trace_time_range(spans)))
+        logs = call_store(
+            lambda: explore.trace_logs(backend, trace_id.lower(), *traces.trace_time_range(spans))
+        )
         return {"trace_id": trace_id.lower(), "spans": spans, "logs": logs}
 
     @api.get("/api/v1/logs")

@@ -1,0 +1,158 @@
+"""Live alerting: after each SLO evaluation, move the alerts, dispatch notifications, deliver them.
+
+One evaluator decides at a time. Every evaluator writes a heartbeat to ``evaluator_leases`` before
+it reads the leases; the oldest live one (started first, ties by id) is the leader, and only the
+leader moves alerts, runs the dispatcher and sends. Since each writes before it reads, two
+evaluators starting together cannot both see themselves as oldest. A follower keeps no state: when
+it becomes leader (the old one stopped beating for ``lease_ttl_s``) it loads the alerts and the
+dispatcher's state from the store, so nothing is paged twice and no open incident is forgotten.
+
+Within the leader, a crash between deciding notifications and delivering them is covered by their
+deterministic ids: the same minute evaluated again decides the same notifications, and the ones
+without a successful delivery are sent (at least once; PagerDuty's dedup_key and the webhook
+payload's ids make a rare second delivery harmless).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from prometheus_client import CollectorRegistry
+
+from alerts import attribution, state, store
+from alerts.delivery import Deliveries
+from alerts.dispatch import Dispatcher, DispatchState
+from alerts.model import Alert, Attribution, Notification
+from alerts.policy import Policy
+from alerts.receivers import build
+from slo.evaluator import InstanceResult
+from slo.model import Slo, parse_duration
+from store.backend import Backend, StoreError
+
+log = logging.getLogger(__name__)
+
+#: An evaluator that has not written a heartbeat for this long is no longer leader.
+LEASE_TTL_S = 150
+
+
+class Alerting:
+    """The alerting of one sloscope process: state machine, dispatcher and deliveries."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        policy: Policy,
+        registry: CollectorRegistry | None = None,
+        *,
+        evaluator_id: str | None = None,
+        deliveries: Deliveries | None = None,
+        lease_ttl_s: int = LEASE_TTL_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.backend = backend
+        self.policy = policy
+        self.dispatcher = Dispatcher(policy)
+        self.evaluator_id = evaluator_id or uuid.uuid4().hex
+        self.lease_ttl_s = lease_ttl_s
+        self.clock = clock
+        self.started_ms = int(clock() * 1000)
+        if deliveries is None and policy.receivers:
+            deliveries = Deliveries(
+                [build(r) for r in policy.receivers],
+                registry=registry or CollectorRegistry(),
+                on_attempt=self._on_attempt,
+            )
+        self.deliveries = deliveries
+        self._records: dict[str, state.AlertRecord] | None = None
+        self._dispatch: DispatchState | None = None
+
+    def _on_attempt(
+        self, notification: Notification, receiver: str, attempt: int, ok: bool, error: str | None
+    ) -> None:
+        try:
+            store.record_delivery(
+                self.backend, notification, attempt, int(self.clock() * 1000), ok, error or ""
+            )
+        except StoreError:
+            log.exception("cannot record a delivery", extra={"notification": notification.id})
+
+    def is_leader(self) -> bool:
+        """Beat, then look: is this evaluator the one that decides alerts?"""
+        now_ms = int(self.clock() * 1000)
+        store.heartbeat(self.backend, self.evaluator_id, self.started_ms, now_ms)
+        return store.leader(self.backend, now_ms, self.lease_ttl_s * 1000) == self.evaluator_id
+
+    def process(
+        self, slos: Sequence[Slo], results: Sequence[InstanceResult], at_s: int
+    ) -> list[Notification]:
+        """Alerts and notifications for the evaluation at ``at_s``; returns the notifications sent."""
+        if not self.is_leader():
+            self._records = self._dispatch = None  # the leader's state moves on without us
+            return []
+        if self._records is None or self._dispatch is None:
+            self._records = store.load_alerts(self.backend)
+            saved = store.load_dispatch_state(self.backend)
+            self._dispatch = DispatchState.from_json(saved) if saved else DispatchState()
+        if self._dispatch.at_s is not None and at_s < self._dispatch.at_s:
+            return []  # an instant before the last one decided (a clock step back)
+        touched, transitions = state.step(self._records, slos, results, at_s)
+        alerts = current_alerts(self._records, slos, results)
+        silences = store.load_silences(self.backend, at_s)
+        acked = set(store.acknowledgements(self.backend))
+        new_state, decided = self.dispatcher.step(self._dispatch, alerts, at_s, silences, acked)
+        by_name = {slo.name: slo for slo in slos}
+        decided = [self._attributed(n, by_name) for n in decided]
+
+        store.save_alerts(self.backend, touched)
+        store.save_transitions(self.backend, transitions, self._records)
+        known = store.known_notifications(self.backend, [n.id for n in decided])
+        store.save_notifications(self.backend, [n for n in decided if n.id not in known])
+        incidents = [i.summary() for i in (*new_state.incidents, *new_state.closed)]
+        store.save_incidents(self.backend, incidents, at_s)
+        store.save_dispatch_state(self.backend, at_s, new_state.to_json())
+        self._dispatch = new_state
+
+        delivered = store.delivered_ids(self.backend, [n.id for n in decided])
+        to_send = [n for n in decided if n.id not in delivered]
+        if self.deliveries is not None:
+            for notification in to_send:
+                self.deliveries.submit(notification)
+        return to_send
+
+    def _attributed(self, notification: Notification, slos: dict[str, Slo]) -> Notification:
+        """The notification with the burn attribution of its lead firing alert's short window."""
+        lead = next((a for a in notification.alerts if a.state == "firing" and a.pair), None)
+        if lead is None or lead.slo not in slos:
+            return notification
+        end = notification.at_s
+        try:
+            found = attribution.attribute(
+                self.backend, slos[lead.slo], lead.group, end - parse_duration(lead.pair.short), end
+            )
+        except (ValueError, StoreError) as exc:
+            log.warning("no burn attribution", extra={"slo": lead.slo, "error": str(exc)})
+            found = Attribution()
+        return replace(notification, attribution=found)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Finish the deliveries in progress (bounded by ``timeout_s``)."""
+        if self.deliveries is not None:
+            self.deliveries.close(timeout_s)
+
+
+def current_alerts(
+    records: dict[str, state.AlertRecord], slos: Sequence[Slo], results: Sequence[InstanceResult]
+) -> list[Alert]:
+    """The alerts to dispatch: every firing or resolved alert of the loaded SLOs, with the numbers
+    of the evaluation that moved it."""
+    by_name = {slo.name: slo for slo in slos}
+    by_instance = {(r.slo.name, r.group): r for r in results}
+    return [
+        state.alert(record, by_name[record.slo], by_instance.get((record.slo, record.group)))
+        for record in sorted(records.values(), key=lambda r: r.id)
+        if record.state != "inactive" and record.slo in by_name
+    ]

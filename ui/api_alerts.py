@@ -1,0 +1,208 @@
+"""JSON API of alerting: alerts, incidents with their timelines, acknowledgements and silences.
+
+* ``GET /api/v1/alerts?state=``: every alert (one per SLO, severity and group), firing first.
+* ``GET /api/v1/incidents?status=&limit=``: incidents, open first, newest first.
+* ``GET /api/v1/incidents/{id}``: one incident: its alerts, the timeline of their state changes and
+  of the notifications sent (with every delivery attempt), and its acknowledgement.
+* ``POST /api/v1/incidents/{id}/ack``: acknowledge (JSON ``{"by": ..., "comment": ...}``): no more
+  repeats; the resolve is still sent.
+* ``GET /api/v1/silences``, ``POST /api/v1/silences`` (JSON ``{"matchers": ["slo = checkout"],
+  "duration": "2h"`` or ``"ends_at": RFC 3339``, ``"created_by", "comment"}``),
+  ``DELETE /api/v1/silences/{id}`` (expires it now).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+
+from alerts import store
+from alerts.model import Silence
+from slo.model import Slo, parse_duration
+from store.backend import Backend
+from ui.params import bad_request, call_store, parse_limit, parse_time
+
+STATES = ("firing", "resolved", "inactive")
+INCIDENT_LIMIT = (100, 10_000)
+MAX_SILENCE_S = 365 * 86_400
+
+
+def router(
+    backend: Backend, slos: Sequence[Slo], parse_matcher: Callable[[str], Any], external_url: str = ""
+) -> APIRouter:
+    """The alerting endpoints. ``parse_matcher`` turns ``slo = checkout`` into a Matcher (ValueError
+    with a message when it cannot)."""
+    api = APIRouter()
+    by_name = {slo.name: slo for slo in slos}
+
+    def alert_json(record: store.AlertRecord) -> dict[str, Any]:
+        slo = by_name.get(record.slo)
+        return {
+            "id": record.id,
+            "slo": record.slo,
+            "service": slo.service if slo else None,
+            "severity": record.severity,
+            "group": dict(record.group),
+            "state": record.state,
+            "firing_since": record.firing_since_s,
+            "resolved_at": record.resolved_at_s,
+            "updated_at": record.updated_at_s,
+            "annotations": slo.annotation_map if slo else {},
+        }
+
+    @api.get("/api/v1/alerts")
+    def list_alerts(state: str | None = None) -> dict[str, Any]:
+        """Every alert, firing first."""
+        if state and state not in STATES:
+            raise bad_request(f"state: {state!r} must be one of {', '.join(STATES)}")
+        records = call_store(lambda: store.load_alerts(backend)).values()
+        chosen = [r for r in records if not state or r.state == state]
+        chosen.sort(key=lambda r: (r.state != "firing", -(r.firing_since_s or 0), r.slo, r.severity))
+        return {"alerts": [alert_json(r) for r in chosen]}
+
+    @api.get("/api/v1/incidents")
+    def list_incidents(status: str | None = None, limit: str | None = None) -> dict[str, Any]:
+        """Incidents, open first, newest first."""
+        if status and status not in ("open", "resolved"):
+            raise bad_request(f"status: {status!r} must be open or resolved")
+        n = parse_limit(limit, *INCIDENT_LIMIT)
+        rows = call_store(lambda: store.list_incidents(backend, status or "", n))
+        acks = call_store(lambda: store.acknowledgements(backend))
+        for row in rows:
+            row["acknowledged"] = acks.get(row["id"])
+            row["url"] = f"{external_url}/incidents/{row['id']}" if external_url else None
+        return {"incidents": rows}
+
+    @api.get("/api/v1/incidents/{incident_id}")
+    def get_incident(incident_id: str) -> dict[str, Any]:
+        """One incident with its alerts, state changes, notifications and deliveries."""
+        incident = call_store(lambda: store.get_incident(backend, incident_id))
+        if incident is None:
+            raise HTTPException(404, f"no incident {incident_id!r}")
+        records = call_store(lambda: store.load_alerts(backend))
+        incident["alerts"] = [alert_json(records[a]) for a in incident["alert_ids"] if a in records]
+        transitions = call_store(lambda: store.transitions(backend, incident["alert_ids"]))
+        notifications = call_store(lambda: store.incident_notifications(backend, incident_id))
+        timeline = [{"at": t["at_s"], "type": "alert", **t} for t in transitions] + [
+            {"at": n["at_s"], "type": "notification", **{k: v for k, v in n.items() if k != "payload"}}
+            for n in notifications
+        ]
+        incident["timeline"] = sorted(timeline, key=lambda e: (e["at"], e["type"]))
+        incident["acknowledged"] = call_store(lambda: store.acknowledgements(backend)).get(incident_id)
+        return incident
+
+    @api.post("/api/v1/incidents/{incident_id}/ack")
+    async def ack(incident_id: str, request: Request) -> dict[str, Any]:
+        """Acknowledge an incident: its repeats stop, its resolve is still sent."""
+        body = await _json_body(request)
+        by, comment = str(body.get("by", "")), str(body.get("comment", ""))
+        if call_store(lambda: store.get_incident(backend, incident_id)) is None:
+            raise HTTPException(404, f"no incident {incident_id!r}")
+        now_ms = time.time_ns() // 1_000_000
+        call_store(lambda: store.acknowledge(backend, incident_id, now_ms, by[:200], comment[:2000]))
+        return {"incident": incident_id, "acknowledged": {"at": now_ms / 1000, "by": by, "comment": comment}}
+
+    def silence_json(s: Silence, now_s: int) -> dict[str, Any]:
+        return {
+            "id": s.id,
+            "matchers": [
+                f"{m.label} {m.op} {m.value!r}" if " " in m.value else f"{m.label} {m.op} {m.value}"
+                for m in s.matchers
+            ],
+            "starts_at": s.starts_at_s,
+            "ends_at": s.ends_at_s,
+            "active": s.starts_at_s <= now_s < s.ends_at_s,
+            "created_by": s.created_by,
+            "comment": s.comment,
+        }
+
+    @api.get("/api/v1/silences")
+    def list_silences() -> dict[str, Any]:
+        """Every silence, active or not."""
+        now_s = int(time.time())
+        return {
+            "silences": [silence_json(s, now_s) for s in call_store(lambda: store.load_silences(backend))]
+        }
+
+    @api.post("/api/v1/silences", status_code=201)
+    async def create_silence(request: Request) -> dict[str, Any]:
+        """Create a silence; answers its id."""
+        body = await _json_body(request)
+        matchers = body.get("matchers")
+        if not isinstance(matchers, list) or not matchers or not all(isinstance(m, str) for m in matchers):
+            raise bad_request('matchers: a non-empty list of texts like "slo = checkout" is required')
+        try:
+            parsed = tuple(parse_matcher(m) for m in matchers)
+        except ValueError as exc:
+            raise bad_request(f"matchers: {exc}") from None
+        now_s = int(time.time())
+        starts = _instant(body, "starts_at", now_s)
+        if "duration" in body:
+            try:
+                ends = starts + parse_duration(str(body["duration"]))
+            except ValueError as exc:
+                raise bad_request(f"duration: {exc}") from None
+        elif "ends_at" in body:
+            ends = _instant(body, "ends_at", now_s)
+        else:
+            raise bad_request("give duration (e.g. 2h) or ends_at")
+        if ends <= starts or ends - starts > MAX_SILENCE_S:
+            raise bad_request("ends_at must be after starts_at, and a silence lasts at most a year")
+        silence = Silence(
+            uuid.uuid4().hex,
+            parsed,
+            starts,
+            ends,
+            str(body.get("created_by", ""))[:200],
+            str(body.get("comment", ""))[:2000],
+        )
+        call_store(lambda: store.save_silence(backend, silence, time.time_ns() // 1_000_000))
+        return silence_json(silence, now_s)
+
+    @api.delete("/api/v1/silences/{silence_id}")
+    def expire_silence(silence_id: str) -> dict[str, Any]:
+        """Expire a silence now."""
+        found = [s for s in call_store(lambda: store.load_silences(backend)) if s.id == silence_id]
+        if not found:
+            raise HTTPException(404, f"no silence {silence_id!r}")
+        now_s = int(time.time())
+        silence = found[0]
+        expired = Silence(
+            silence.id,
+            silence.matchers,
+            min(silence.starts_at_s, now_s),
+            now_s,
+            silence.created_by,
+            silence.comment,
+        )
+        call_store(lambda: store.save_silence(backend, expired, time.time_ns() // 1_000_000))
+        return silence_json(expired, now_s)
+
+    return api
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > 64 * 1024:
+        raise HTTPException(413, "request body larger than 64 KiB")
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise bad_request("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise bad_request("the body must be a JSON object")
+    return body
+
+
+def _instant(body: dict[str, Any], name: str, default: int) -> int:
+    value = body.get(name)
+    if value is None:
+        return default
+    return parse_time(str(value), name) // 10**9
