@@ -22,6 +22,7 @@ from slo import sli
 from slo.budget import Evaluation, Evaluations, Ledger, evaluate_many
 from slo.burn_rate import BURN_WINDOWS
 from slo.model import MINUTE_S, AlertPolicy, BurnRule, Slo, default_rules, format_duration
+from slo.series import MinuteCounts
 from slo.windows import floor_minute, window_bounds
 from store.backend import Backend, StoreError, StoreUnavailable
 
@@ -89,29 +90,50 @@ def _group(slo: Slo, key: tuple[str, ...]) -> Group:
     return tuple(zip(slo.group_by, key, strict=True))
 
 
-def _rule_states(slo: Slo, ledger: Ledger, at_s: int) -> tuple[RuleState, ...]:
+@dataclass(frozen=True)
+class RuleArrays:
+    """One rule at many instants: its burn rates, the long window's events and whether it fired."""
+
+    rule: BurnRule
+    long_burn_rate: np.ndarray  # NaN: no events in the window
+    short_burn_rate: np.ndarray
+    long_events: np.ndarray
+    firing: np.ndarray
+
+    def state(self, i: int) -> RuleState:
+        return RuleState(
+            self.rule,
+            _nan_none(self.long_burn_rate[i]),
+            _nan_none(self.short_burn_rate[i]),
+            float(self.long_events[i]),
+            bool(self.firing[i]),
+        )
+
+
+def rule_arrays(slo: Slo, ledger: Ledger, times_s: Any) -> list[RuleArrays]:
+    """Every rule of the SLO's policy at each time (whole minutes), decided exactly."""
     rules = policy(slo)
-    windows = {w for r in rules.rules for w in (r.long_s, r.short_s)}
-    sums = ledger.burn_windows([at_s], sorted(windows))
-    states = []
+    times = np.asarray(times_s, dtype=np.int64)
+    sums = ledger.burn_windows(times, sorted({w for r in rules.rules for w in (r.long_s, r.short_s)}))
+    out = []
     for rule in rules.rules:
         long, short = sums[rule.long_s], sums[rule.short_s]
-        events = float(ledger.events([at_s - rule.long_s], [at_s]).total[0])
-        firing = bool(
-            long.exceeds(ledger.error_budget, rule.factor)[0]
-            and short.exceeds(ledger.error_budget, rule.factor)[0]
-            and events >= rules.min_events
+        events = ledger.events(times - rule.long_s, times).total
+        fires = (
+            long.exceeds(ledger.error_budget, rule.factor)
+            & short.exceeds(ledger.error_budget, rule.factor)
+            & (events >= rules.min_events)
         )
-        states.append(
-            RuleState(
+        out.append(
+            RuleArrays(
                 rule,
-                _nan_none(long.burn_rate(ledger.error_budget)[0]),
-                _nan_none(short.burn_rate(ledger.error_budget)[0]),
+                long.burn_rate(ledger.error_budget),
+                short.burn_rate(ledger.error_budget),
                 events,
-                firing,
+                np.asarray(fires, dtype=bool),
             )
         )
-    return tuple(states)
+    return out
 
 
 def _nan_none(value: float) -> float | None:
@@ -133,7 +155,13 @@ def evaluate_slo(backend: Backend, slo: Slo, at_s: float) -> list[InstanceResult
             ledger = Ledger(slo, counts)
             evaluation = evaluate_many(slo, counts, [at], ledger).at(0)
             results.append(
-                InstanceResult(slo, _group(slo, key), at, evaluation, _rule_states(slo, ledger, at))
+                InstanceResult(
+                    slo,
+                    _group(slo, key),
+                    at,
+                    evaluation,
+                    tuple(r.state(0) for r in rule_arrays(slo, ledger, [at])),
+                )
             )
     except StoreUnavailable:
         raise
@@ -164,8 +192,19 @@ class RuleChange:
 class GroupBacktest:
     group: Group
     evaluations: Evaluations
-    #: Rule label -> whether it fired at each step.
-    firing: dict[str, np.ndarray]
+    rules: list[RuleArrays]
+
+    @property
+    def firing(self) -> dict[str, np.ndarray]:
+        """Rule label -> whether it fired at each step."""
+        return {rule_label(r.rule): r.firing for r in self.rules}
+
+    def instance(self, slo: Slo, i: int) -> InstanceResult:
+        """The :func:`evaluate_slo` result of step ``i``."""
+        evaluation = self.evaluations.at(i)
+        return InstanceResult(
+            slo, self.group, evaluation.at_s, evaluation, tuple(r.state(i) for r in self.rules)
+        )
 
 
 @dataclass
@@ -201,25 +240,16 @@ def backtest(backend: Backend, slo: Slo, times_s: np.ndarray) -> Backtest:
         raise ValueError("a backtest needs at least one evaluation time")
     # The first time reads furthest back: later times have later rolling starts and calendar periods.
     start, end = data_start_s(slo, int(times_s[0])), int(times_s[-1])
-    found = sli.minute_counts(backend, slo, start, end)
+    return backtest_counts(slo, sli.minute_counts(backend, slo, start, end), times_s)
+
+
+def backtest_counts(slo: Slo, counts: dict[tuple[str, ...], MinuteCounts], times_s: np.ndarray) -> Backtest:
+    """:func:`backtest` over given per-minute counts (one entry per group value)."""
     result = Backtest(slo, times_s)
-    rules = policy(slo)
-    windows = sorted({w for r in rules.rules for w in (r.long_s, r.short_s)})
-    for key, counts in sorted(found.items()):
-        ledger = Ledger(slo, counts)
-        sums = ledger.burn_windows(times_s, windows)
-        firing: dict[str, np.ndarray] = {}
-        for rule in rules.rules:
-            events = ledger.events(times_s - rule.long_s, times_s).total
-            fires = (
-                sums[rule.long_s].exceeds(ledger.error_budget, rule.factor)
-                & sums[rule.short_s].exceeds(ledger.error_budget, rule.factor)
-                & (events >= rules.min_events)
-            )
-            firing[rule_label(rule)] = np.asarray(fires, dtype=bool)
-        result.groups.append(
-            GroupBacktest(_group(slo, key), evaluate_many(slo, counts, times_s, ledger), firing)
-        )
+    for key, group_counts in sorted(counts.items()):
+        ledger = Ledger(slo, group_counts)
+        evaluations = evaluate_many(slo, group_counts, times_s, ledger)
+        result.groups.append(GroupBacktest(_group(slo, key), evaluations, rule_arrays(slo, ledger, times_s)))
     return result
 
 

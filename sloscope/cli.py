@@ -9,6 +9,8 @@ from dataclasses import fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from alerts.policy import Policy, load_policy
+from slo.spec import SpecErrors
 from sloscope import logs, settings
 from sloscope.app import StartupError
 from store import StoreError, StoreUnavailable
@@ -149,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--step", default="1m", help="time between evaluations, whole minutes (default 1m)")
     backtest.add_argument("--slo", action="append", help="only this SLO (repeatable)")
     backtest.add_argument("--values", action="store_true", help="also print every step's values")
+    backtest.add_argument(
+        "--notification-policy",
+        help="notification policy for the notifications shown (default: SLOSCOPE_NOTIFICATION_POLICY)",
+    )
     backtest.add_argument("--format", choices=["table", "json"], default="table")
     _store_flags(backtest)
     backtest.set_defaults(slo_handler=_slo_backtest)
@@ -210,6 +216,12 @@ def _slo_report(args: argparse.Namespace) -> int:
     )
 
 
+def _policy(args: argparse.Namespace) -> Policy:
+    """The notification policy of ``--notification-policy`` (or the setting); errors as lines."""
+    path = args.notification_policy or settings.load(_overrides(args)).notification_policy or None
+    return load_policy(path)
+
+
 def _slo_backtest(args: argparse.Namespace) -> int:
     """``sloscope slo backtest PATH --from T1 --to T2 [--step 1m]``."""
     from slo.model import parse_duration
@@ -229,7 +241,7 @@ def _slo_backtest(args: argparse.Namespace) -> int:
         args,
         args.path,
         lambda backend, slos: slo_commands.backtest(
-            backend, slos, from_s, to_s, step_s, args.format, args.values
+            backend, slos, from_s, to_s, step_s, args.format, args.values, _policy(args)
         ),
     )
 
@@ -261,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
             return args.slo_handler(args)
         except settings.SettingsError as exc:
             parser.error(str(exc))
+        except SpecErrors as exc:  # the notification policy: every problem as file:line: field: problem
+            for error in exc.errors:
+                print(error, file=sys.stderr)
+            return 1
         except ValueError as exc:
             print(f"sloscope: error: {exc}", file=sys.stderr)
             return 2

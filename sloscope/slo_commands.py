@@ -10,6 +10,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from alerts import backtest as alert_replay
+from alerts.model import Notification
+from alerts.policy import Policy, default_policy
+from alerts.store import load_silences
 from slo import evaluator
 from slo.budget import Evaluation
 from slo.model import Slo, parse_duration
@@ -137,17 +141,26 @@ def backtest(
     step_s: int,
     fmt: str,
     values: bool,
+    policy: Policy | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
-    """Replay the evaluator over stored data and print every alert-rule change (and, with ``values``,
-    every step's values). Nothing is sent or stored."""
+    """Replay the evaluator over stored data and print every alert-rule change, every alert state
+    change and every notification the policy would have sent (with ``values``, also every step's
+    values). Nothing is sent or stored; the stored silences apply."""
     times = evaluator.steps(from_s, to_s, step_s)
     check_reach(slos, int(times[0]), "--from")
     documents = []
+    runs = []
     for slo in slos:
         started = time.perf_counter()
         run = evaluator.backtest(backend, slo, times)
-        elapsed = time.perf_counter() - started
+        runs.append((run, time.perf_counter() - started))
+    started = time.perf_counter()
+    replayed = alert_replay.replay(
+        [run for run, _ in runs], policy or default_policy(), load_silences(backend)
+    )
+    replay_s = time.perf_counter() - started
+    for slo, (run, elapsed) in zip(slos, runs, strict=True):
         changes = run.changes()
         doc: dict[str, Any] = {
             "slo": slo.name,
@@ -166,6 +179,22 @@ def backtest(
                 for c in changes
             ],
         }
+        doc["alerts"] = [
+            {
+                "at": c.at_s,
+                "alert": c.alert_id,
+                "severity": c.severity,
+                "group": dict(c.group),
+                "from": c.from_state,
+                "to": c.to_state,
+            }
+            for c in replayed.changes
+            if c.slo == slo.name
+        ]
+        doc["notifications"] = [
+            _notification_json(n) for n in replayed.notifications if any(a.slo == slo.name for a in n.alerts)
+        ]
+        doc["replay_seconds"] = round(replay_s, 3)
         if values:
             doc["values"] = [
                 {"group": dict(g.group), **_step_values(g.evaluations.at(i))}
@@ -178,7 +207,34 @@ def backtest(
     if fmt == "json":
         json.dump(documents, out, indent=2)
         out.write("\n")
+        return 0
+    out.write(
+        f"notifications the policy would have sent ({(policy or default_policy()).source or 'default policy'}):\n"
+    )
+    if not replayed.notifications:
+        out.write("  none\n")
+    for n in replayed.notifications:
+        alerts = ", ".join(f"{a.slo}/{a.severity}{_braces(a.group)}={a.state}" for a in n.alerts)
+        out.write(f"  {iso(n.at_s)}  {n.receiver}  {n.kind}  incident {n.incident_id}  {alerts}\n")
     return 0
+
+
+def _braces(group: Sequence[tuple[str, str]]) -> str:
+    return "{" + _group(group) + "}" if group else ""
+
+
+def _notification_json(n: Notification) -> dict[str, Any]:
+    return {
+        "at": n.at_s,
+        "receiver": n.receiver,
+        "kind": n.kind,
+        "incident": n.incident_id,
+        "id": n.id,
+        "alerts": [
+            {"alert": a.id, "slo": a.slo, "severity": a.severity, "group": dict(a.group), "state": a.state}
+            for a in n.alerts
+        ],
+    }
 
 
 def _step_values(ev: Evaluation) -> dict[str, Any]:
@@ -205,6 +261,11 @@ def _print_backtest(slo: Slo, doc: dict[str, Any], run: evaluator.Backtest, out:
                 ev = g.evaluations.at(i)
                 rows.append([iso(ev.at_s), _group(g.group), *_evaluation_cells(slo, ev)])
         _table(rows, out)
+    for change in doc["alerts"]:
+        out.write(
+            f"  {iso(change['at'])}  alert {change['severity']}{_braces(list(change['group'].items()))}  "
+            f"{change['from']} -> {change['to']}\n"
+        )
     if not doc["changes"]:
         out.write("  no alert rule fired\n")
     for change in doc["changes"]:

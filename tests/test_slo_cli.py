@@ -324,9 +324,22 @@ def test_backtest_table_lists_the_changes(prepared: Prepared) -> None:
     assert lines[0].startswith(
         f"shop-metrics: 191 steps from {rfc3339(START_S)} to {rfc3339(at(190))} every 1m"
     )
-    assert [line.split() for line in lines[1:] if line.strip()] == [
+    rows = [line.split() for line in lines[1:] if line.strip()]
+    assert [r for r in rows if r[1:2] == ["-"]] == [
         [rfc3339(at(minute)), "-", *rule.split(), state] for minute, _, rule, state in SHOP_CHANGES
     ]
+    # One rule per severity here, no hold-down: each rule change is an alert change of its severity.
+    previous: dict[str, str] = {}
+    expected_alerts = []
+    for minute, _, rule, state in SHOP_CHANGES:
+        severity = rule.split()[0]
+        expected_alerts.append(
+            [rfc3339(at(minute)), "alert", severity, previous.get(severity, "inactive"), "->", state]
+        )
+        previous[severity] = state
+    assert [r for r in rows if r[1:2] == ["alert"]] == expected_alerts
+    # The default policy has no receivers: incidents are recorded, nothing would be sent.
+    assert lines[-2:] == ["notifications the policy would have sent (default policy):", "  none"]
 
 
 @pytest.mark.parametrize(
