@@ -183,3 +183,14 @@ def test_steps_longer_than_a_minute(tmp_path: Path, step: int) -> None:
     out = replay([run], load_policy(None))
     # Evaluated every 2 minutes: the page fires at the first even minute at or after 66.
     assert _minutes(out.changes, severity="page")[0] == (66, "firing")
+
+
+def test_a_repeat_only_after_repeat_interval(tmp_path: Path) -> None:
+    # Bad from 60 to 109: the page fires 66..114; flushes every 5 minutes from 66; the repeat is due
+    # 30 minutes after the trigger, at 96, and not before.
+    out = _run(_slo(), {(): _counts(range(60, 110))}, POLICY, tmp_path)
+    notes = _notes(out)
+    assert notes[0][:2] == (66, "trigger")
+    assert [n[:2] for n in notes if n[1] == "repeat"] == [(96, "repeat")]
+    # The page resolves at 111; the ticket it inhibited is told then, with the page's resolve.
+    assert notes[-1] == (111, "trigger", [("page", "resolved"), ("ticket", "firing")])
