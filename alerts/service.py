@@ -35,7 +35,9 @@ from store.backend import Backend, StoreError
 
 log = logging.getLogger(__name__)
 
-#: An evaluator that has not written a heartbeat for this long is no longer leader.
+#: An evaluator that has not written a heartbeat for this long is no longer leader. Heartbeats are
+#: written once per evaluation, so the TTL must be longer than the evaluation interval (sloscope/app.py
+#: scales it): otherwise the leader's lease has expired whenever another evaluator looks.
 LEASE_TTL_S = 150
 
 
@@ -139,9 +141,18 @@ class Alerting:
         return replace(notification, attribution=found)
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Finish the deliveries in progress (bounded by ``timeout_s``)."""
+        """Finish the deliveries in progress (bounded by ``timeout_s``), then give up the lease.
+
+        Without the release a restarted ``sloscope serve`` (a new evaluator id, started later) would
+        find the old process's heartbeat still live and follow it for ``lease_ttl_s``: the
+        evaluations of those minutes would move no alert and send no repeat or resolve."""
         if self.deliveries is not None:
             self.deliveries.close(timeout_s)
+        self._records = self._dispatch = None
+        try:
+            store.release(self.backend, self.evaluator_id)
+        except StoreError:
+            log.exception("cannot release the evaluator lease", extra={"evaluator": self.evaluator_id})
 
 
 def current_alerts(

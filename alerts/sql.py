@@ -258,3 +258,7 @@ WHERE heartbeat_at >= fromUnixTimestamp64Milli({since_ms:Int64})
 ORDER BY started_at, evaluator_id
 LIMIT 1
 """
+
+# A graceful stop gives the lease up at once (a lightweight delete), so a restarted or second
+# evaluator does not wait lease_ttl_s before it leads.
+RELEASE_LEASE = "DELETE FROM evaluator_leases WHERE evaluator_id = {id:String}"

@@ -293,3 +293,9 @@ def leader(backend: Backend, now_ms: int, ttl_ms: int) -> str | None:
     that started first (ties: the smallest id)."""
     rows = backend.query_arrow(sql.LEADER, {"since_ms": now_ms - ttl_ms}).to_pylist()
     return rows[0]["evaluator_id"] if rows else None
+
+
+def release(backend: Backend, evaluator_id: str) -> None:
+    """Give up ``evaluator_id``'s lease (a graceful stop): the next oldest live evaluator, or one
+    started later, leads at its next evaluation instead of after the lease's time to live."""
+    backend.command(sql.RELEASE_LEASE, {"id": evaluator_id})

@@ -20,7 +20,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
 
 from alerts.policy import PolicyErrors, load_policy
-from alerts.service import Alerting
+from alerts.service import LEASE_TTL_S, Alerting
 from collector import otlp_grpc, otlp_http, zipkin
 from collector.decode import SIGNALS
 from collector.intake import Intake
@@ -54,6 +54,13 @@ def evaluation_trigger(interval_s: int) -> IntervalTrigger:
     return IntervalTrigger(
         seconds=interval_s, start_date=datetime.fromtimestamp(SLO_EVALUATION_DELAY_S, UTC), timezone=UTC
     )
+
+
+def lease_ttl_s(slo_interval_s: int) -> int:
+    """The alerting leader's lease: it beats once per evaluation, so the lease must outlive the
+    interval between two (with room for a late or slow cycle), or every evaluator would find the
+    leader's lease expired at each cycle and lead too."""
+    return max(LEASE_TTL_S, slo_interval_s * 5 // 2)
 
 
 def load_slos(path: str) -> list[Slo]:
@@ -120,7 +127,9 @@ class SloscopeServer:
         )
         wal_root = settings.data_dir / "wal"
         self.queues = {s: DurableQueue(s, wal_root / s, writer, self.metrics, limits) for s in SIGNALS}
-        self.alerting = Alerting(self.backend, self.policy, self.registry)
+        self.alerting = Alerting(
+            self.backend, self.policy, self.registry, lease_ttl_s=lease_ttl_s(settings.slo_interval)
+        )
         self._servers: list[_Server] = []
         self.otlp_url = self.api_url = self.zipkin_url = self.otlp_grpc_address = ""
         self._grpc: grpc.aio.Server | None = None

@@ -147,12 +147,17 @@ def router(
                 ends = starts + parse_duration(str(body["duration"]))
             except ValueError as exc:
                 raise bad_request(f"duration: {exc}") from None
+            given = "duration"
         elif "ends_at" in body:
             ends = _instant(body, "ends_at", now_s)
+            given = "ends_at"
         else:
-            raise bad_request("give duration (e.g. 2h) or ends_at")
-        if ends <= starts or ends - starts > MAX_SILENCE_S:
-            raise bad_request("ends_at must be after starts_at, and a silence lasts at most a year")
+            raise bad_request("duration or ends_at: give one (e.g. duration 2h)")
+        # Name the field the client wrote: a too-long duration is not an ends_at problem.
+        if ends <= starts:
+            raise bad_request(f"{given}: the silence must end after starts_at")
+        if ends - starts > MAX_SILENCE_S:
+            raise bad_request(f"{given}: a silence lasts at most a year")
         silence = Silence(
             uuid.uuid4().hex,
             parsed,
