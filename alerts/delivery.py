@@ -258,7 +258,7 @@ class Deliveries:
         self._report(notification, name, attempt, ok, error)
 
     def _finish(self, name: str, notification: Notification, outcome: str | None) -> None:
-        """``outcome`` None: dropped at close, neither sent nor failed (a restart sends it)."""
+        """``outcome`` None: dropped at close, neither sent nor failed (the next leader sends it again)."""
         self._metrics.pending.labels(name).dec()
         if outcome is not None:
             self._metrics.notifications.labels(name, notification.kind, outcome).inc()

@@ -7,10 +7,9 @@ evaluators starting together cannot both see themselves as oldest. A follower ke
 it becomes leader (the old one stopped beating for ``lease_ttl_s``) it loads the alerts and the
 dispatcher's state from the store, so nothing is paged twice and no open incident is forgotten.
 
-Within the leader, a crash between deciding notifications and delivering them is covered by their
-deterministic ids: the same minute evaluated again decides the same notifications, and the ones
-without a successful delivery are sent (at least once; PagerDuty's dedup_key and the webhook
-payload's ids make a rare second delivery harmless).
+Notifications are stored when decided, before they are delivered. An evaluator that takes the lead
+(a restart, a takeover) sends again the recent ones that no attempt delivered: deliveries are at
+least once, and PagerDuty's dedup_key and the payloads' ids make a rare second delivery harmless.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from dataclasses import replace
 from prometheus_client import CollectorRegistry
 
 from alerts import attribution, state, store
-from alerts.delivery import Deliveries
+from alerts.delivery import Deliveries, RetryPolicy
 from alerts.dispatch import Dispatcher, DispatchState
 from alerts.model import Alert, Attribution, Notification
 from alerts.policy import Policy
@@ -39,6 +38,8 @@ log = logging.getLogger(__name__)
 #: written once per evaluation, so the TTL must be longer than the evaluation interval (sloscope/app.py
 #: scales it): otherwise the leader's lease has expired whenever another evaluator looks.
 LEASE_TTL_S = 150
+#: How far back a new leader looks for notifications that were decided but never delivered.
+REDELIVERY_S = 3600
 
 
 class Alerting:
@@ -53,6 +54,7 @@ class Alerting:
         evaluator_id: str | None = None,
         deliveries: Deliveries | None = None,
         lease_ttl_s: int = LEASE_TTL_S,
+        retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.backend = backend
@@ -67,6 +69,7 @@ class Alerting:
                 [build(r) for r in policy.receivers],
                 registry=registry or CollectorRegistry(),
                 on_attempt=self._on_attempt,
+                retry=retry,
             )
         self.deliveries = deliveries
         self._records: dict[str, state.AlertRecord] | None = None
@@ -99,6 +102,7 @@ class Alerting:
             self._records = store.load_alerts(self.backend)
             saved = store.load_dispatch_state(self.backend)
             self._dispatch = DispatchState.from_json(saved) if saved else DispatchState()
+            self._redeliver(at_s)
         if self._dispatch.at_s is not None and at_s < self._dispatch.at_s:
             return []  # an instant before the last one decided (a clock step back)
         touched, transitions = state.step(self._records, slos, results, at_s)
@@ -124,6 +128,15 @@ class Alerting:
             for notification in to_send:
                 self.deliveries.submit(notification)
         return to_send
+
+    def _redeliver(self, at_s: int) -> None:
+        """On taking the lead (start-up, or after another leader stopped): send again what an earlier
+        leader decided in the last ``REDELIVERY_S`` but never delivered (stopped with it queued, or
+        gave up on a receiver that was down)."""
+        if self.deliveries is None:
+            return
+        for notification in store.undelivered(self.backend, at_s - REDELIVERY_S):
+            self.deliveries.submit(notification)
 
     def _attributed(self, notification: Notification, slos: dict[str, Slo]) -> Notification:
         """The notification with the burn attribution of its lead firing alert's short window."""

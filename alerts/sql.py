@@ -262,3 +262,13 @@ LIMIT 1
 # A graceful stop gives the lease up at once (a lightweight delete), so a restarted or second
 # evaluator does not wait lease_ttl_s before it leads.
 RELEASE_LEASE = "DELETE FROM evaluator_leases WHERE evaluator_id = {id:String}"
+
+# Decided notifications that no attempt delivered: what a new leader sends again.
+UNDELIVERED = """
+SELECT payload
+FROM notifications FINAL
+WHERE at >= toDateTime({since_s:UInt32}, 'UTC')
+  AND id NOT IN (SELECT notification_id FROM deliveries WHERE ok AND at >= toDateTime({since_s:UInt32}, 'UTC'))
+ORDER BY at, id
+LIMIT {limit:UInt32}
+"""

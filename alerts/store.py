@@ -15,7 +15,17 @@ from typing import Any
 import pyarrow as pa
 
 from alerts import sql
-from alerts.model import Matcher, Notification, Silence, Transition
+from alerts.model import (
+    Alert,
+    Attribution,
+    Contributor,
+    ExampleTrace,
+    FiringPair,
+    Matcher,
+    Notification,
+    Silence,
+    Transition,
+)
 from alerts.state import AlertRecord
 from store.backend import Backend
 
@@ -174,6 +184,44 @@ def save_notifications(backend: Backend, notifications: Sequence[Notification]) 
         }
     )
     backend.insert_arrow("notifications", table)
+
+
+def _pairs(items: Iterable[Sequence[str]]) -> tuple[tuple[str, str], ...]:
+    return tuple((str(k), str(v)) for k, v in items)
+
+
+def notification_from_payload(text: str) -> Notification:
+    """The Notification :func:`notification_payload` stored."""
+    d = json.loads(text)
+    alerts = tuple(
+        Alert(
+            **{
+                **a,
+                "group": _pairs(a["group"]),
+                "labels": _pairs(a["labels"]),
+                "annotations": _pairs(a["annotations"]),
+                "pair": FiringPair(**a["pair"]) if a["pair"] else None,
+            }
+        )
+        for a in d["alerts"]
+    )
+    found = d["attribution"]
+    attribution = Attribution(
+        contributors=tuple(Contributor(**{**c, "group": _pairs(c["group"])}) for c in found["contributors"]),
+        examples=tuple(ExampleTrace(**{**e, "logs": tuple(e["logs"])}) for e in found["examples"]),
+        bad=found["bad"],
+        total=found["total"],
+        omitted=found["omitted"],
+    )
+    return Notification(
+        **{**d, "group_labels": _pairs(d["group_labels"]), "alerts": alerts, "attribution": attribution}
+    )
+
+
+def undelivered(backend: Backend, since_s: int, limit: int = 1000) -> list[Notification]:
+    """Notifications decided since ``since_s`` without a successful delivery, oldest first."""
+    rows = backend.query_arrow(sql.UNDELIVERED, {"since_s": since_s, "limit": limit}).to_pylist()
+    return [notification_from_payload(r["payload"]) for r in rows]
 
 
 def known_notifications(backend: Backend, ids: Sequence[str]) -> set[str]:
