@@ -112,3 +112,32 @@ def test_an_undelivered_trigger_is_sent_by_the_next_leader(tmp_path: Path, hook:
         third.close()
     finally:
         backend.close()
+
+
+def test_live_alerting_and_the_backtest_decide_the_same_notifications(tmp_path: Path, hook: Hook) -> None:
+    from alerts.backtest import replay
+
+    backend = EmbeddedBackend(tmp_path / "store")
+    migrations.migrate(backend)
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(
+        "route: {receiver: hook, group_wait: 0s, group_interval: 5m, repeat_interval: 10m}\n"
+        "receivers: [{name: hook, webhook: {url_env: HOOK}}]\n"
+    )
+    policy = load_policy(policy_file, environ={"HOOK": hook.url})
+    hook.up = True
+    try:
+        live = Alerting(backend, policy, evaluator_id="live", clock=lambda: T0)
+        sent = []
+        for minute in range(0, 120):
+            sent += live.process([SLO], _results(minute), T0 + minute * MIN)
+        live.close()
+    finally:
+        backend.close()
+    times = evaluator.steps(T0, T0 + 119 * MIN, MIN)
+    total, bad = np.full(120, 100.0), np.zeros(120)
+    bad[60:70] = 20
+    run = evaluator.backtest_counts(SLO, {(): MinuteCounts(T0, total, bad)}, times)
+    replayed = replay([run], policy)
+    assert [(n.id, n.kind, n.at_s) for n in sent] == [(n.id, n.kind, n.at_s) for n in replayed.notifications]
+    assert [n.kind for n in sent] == ["trigger", "resolve"]
