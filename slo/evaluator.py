@@ -21,6 +21,7 @@ import numpy as np
 from slo import sli
 from slo.budget import Evaluation, Evaluations, Ledger, evaluate_many
 from slo.burn_rate import BURN_WINDOWS
+from slo.counts_cache import CountsCache
 from slo.model import MINUTE_S, AlertPolicy, BurnRule, Slo, default_rules, format_duration
 from slo.series import MinuteCounts
 from slo.windows import floor_minute, window_bounds
@@ -140,15 +141,19 @@ def _nan_none(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
-def evaluate_slo(backend: Backend, slo: Slo, at_s: float) -> list[InstanceResult]:
+def evaluate_slo(
+    backend: Backend, slo: Slo, at_s: float, cache: CountsCache | None = None
+) -> list[InstanceResult]:
     """Every instance of ``slo`` at ``at_s`` (floored to the minute), one per group value seen.
 
-    An SLO that cannot be evaluated (bad threshold, store error) gives one result with ``error``;
-    a store that is unreachable raises :class:`StoreUnavailable`.
+    ``cache`` (the schedule's) keeps the counts between evaluations, so each reads only the newest
+    minutes. An SLO that cannot be evaluated (bad threshold, store error) gives one result with
+    ``error``; a store that is unreachable raises :class:`StoreUnavailable`.
     """
     at = floor_minute(at_s)
+    read = cache.minute_counts if cache is not None else sli.minute_counts
     try:
-        found = sli.minute_counts(backend, slo, data_start_s(slo, at), at)
+        found = read(backend, slo, data_start_s(slo, at), at)
         results = []
         for key, counts in sorted(found.items()):
             # The prefix-sum path makes the exact path's decisions and is far cheaper for slice methods.
@@ -170,9 +175,11 @@ def evaluate_slo(backend: Backend, slo: Slo, at_s: float) -> list[InstanceResult
     return results
 
 
-def evaluate(backend: Backend, slos: Iterable[Slo], at_s: float) -> list[InstanceResult]:
+def evaluate(
+    backend: Backend, slos: Iterable[Slo], at_s: float, cache: CountsCache | None = None
+) -> list[InstanceResult]:
     """:func:`evaluate_slo` for each SLO, in the given order."""
-    return [result for slo in slos for result in evaluate_slo(backend, slo, at_s)]
+    return [result for slo in slos for result in evaluate_slo(backend, slo, at_s, cache)]
 
 
 # -- many instants -------------------------------------------------------------------------------

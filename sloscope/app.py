@@ -28,6 +28,7 @@ from collector.queue import DurableQueue, QueueLimits
 from collector.telemetry import CollectorMetrics
 from slo import evaluator, history
 from slo import spec as slo_spec
+from slo.counts_cache import CountsCache
 from slo.exposition import SloMetrics
 from slo.model import Slo
 from sloscope.settings import Settings
@@ -100,6 +101,7 @@ class SloscopeServer:
         self.slos = load_slos(settings.slos)
         self.registry = CollectorRegistry()
         self.metrics = CollectorMetrics.create(self.registry)
+        self.slo_counts = CountsCache()  # the schedule reads only the newest minutes of each SLO
         self.slo_metrics = SloMetrics()
         self.registry.register(self.slo_metrics)
         try:
@@ -154,7 +156,7 @@ class SloscopeServer:
         """
         try:
             at_s = (int(time.time()) if at_s is None else at_s) // 60 * 60
-            results = evaluator.evaluate(self.backend, self.slos, at_s)
+            results = evaluator.evaluate(self.backend, self.slos, at_s, self.slo_counts)
             history.record(self.backend, results)
             self.alerting.process(self.slos, results, at_s)
         except StoreUnavailable:

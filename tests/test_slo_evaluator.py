@@ -154,3 +154,23 @@ def test_an_slo_that_cannot_be_evaluated_reports_why(backend: EmbeddedBackend) -
     assert result.evaluation is None and result.rules == ()
     assert "leaves no error budget" in result.error
     assert evaluator.as_dict(result)["error"] == result.error
+
+
+def test_the_schedules_cache_reads_only_new_minutes_and_answers_the_same(backend: EmbeddedBackend) -> None:
+    from slo.counts_cache import CountsCache
+
+    slo = _slo(name="cached")
+    cache = CountsCache(refresh_s=300, full_every_s=3600)
+    first = evaluator.evaluate_slo(backend, slo, END_S - 30 * 60, cache)
+    assert cache.last_read_s >= DAY_S  # the first evaluation reads the whole range
+    for minute in range(-29, 30):  # across the end of the failures, short of the hourly full read
+        at = END_S + minute * 60
+        cached = evaluator.evaluate_slo(backend, slo, at, cache)
+        assert cache.last_read_s <= 300 + 60  # the refresh window and the new minute
+        assert evaluator.as_dict(cached[0]) == evaluator.as_dict(evaluator.evaluate_slo(backend, slo, at)[0])
+    assert first[0].evaluation is not None
+    # Late data older than the refresh window is picked up by the hourly full read.
+    late = CountsCache(refresh_s=300, full_every_s=3600)
+    evaluator.evaluate_slo(backend, slo, END_S, late)
+    evaluator.evaluate_slo(backend, slo, END_S + 3600, late)
+    assert late.last_read_s >= DAY_S
