@@ -224,5 +224,5 @@ def test_api_trace_lookup_errors(sloscope) -> None:  # noqa: ANN001
     missing = httpx.get(f"{sloscope.api}/api/v1/traces/{'ab' * 16}")
     assert missing.status_code == 404 and "not found" in missing.json()["detail"]
     assert httpx.get(f"{sloscope.api}/healthz").text == "ok\n"
-    assert httpx.get(f"{sloscope.api}/").json()["endpoints"]["trace"] == "/api/v1/traces/{trace_id}"
+    assert httpx.get(f"{sloscope.api}/api").json()["endpoints"]["trace"] == "/api/v1/traces/{trace_id}"
     assert httpx.get(f"{sloscope.api}/readyz").json() == {"ready": True, "problems": []}

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from alerts.silences import parse_matcher
 from slo.model import Slo
 from store.backend import Backend
-from ui import api_alerts, api_explore, api_metrics, api_red, api_slo, jaeger
+from ui import api_alerts, api_explore, api_metrics, api_red, api_slo, jaeger, pages_common
 
 
 def create_app(
@@ -27,9 +27,11 @@ def create_app(
     ``slos`` are the SLOs the SLO endpoints answer for; ``external_url`` the base of incident links."""
     app = FastAPI(title="sloscope", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
 
-    @app.get("/")
+    pages_common.install(app)
+
+    @app.get("/api")
     def index() -> dict[str, Any]:
-        """What this server offers (the web UI arrives in a later release)."""
+        """What this server offers: the JSON API's entry points (the web UI is at /)."""
         return {
             "name": "sloscope",
             "endpoints": {

@@ -1,0 +1,50 @@
+"""What every page shares: static files, the time-zone setting, and HTML error pages."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI, Form, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ui import web
+
+
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith(("/api/", "/jaeger/")) and "text/html" in request.headers.get(
+        "accept", ""
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Static files at /static, POST /settings/tz, and HTML error pages for browsers."""
+    app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
+
+    @app.post("/settings/tz", include_in_schema=False)
+    def set_tz(tz: str = Form("utc"), next: str = Form("/")) -> Response:  # noqa: A002
+        # Only a path on this site: an open redirect would let a link send users anywhere.
+        target = urlsplit(next)
+        path = next if not target.scheme and not target.netloc and next.startswith("/") else "/"
+        response = RedirectResponse(path, status_code=303)
+        response.set_cookie(
+            "tz", "browser" if tz == "browser" else "utc", samesite="lax", max_age=365 * 86_400
+        )
+        return response
+
+    @app.exception_handler(web.PageError)
+    async def page_error(request: Request, exc: web.PageError) -> Response:
+        return web.render(request, "error.html", exc.status_code, title=exc.title, message=exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _wants_html(request):
+            title = "Not found" if exc.status_code == 404 else "Something went wrong"
+            return web.render(request, "error.html", exc.status_code, title=title, message=str(exc.detail))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return JSONResponse({"detail": exc.errors()}, status_code=422)
