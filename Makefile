@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 run: $(STAMP)
-	$(VENV)/bin/sloscope serve --demo --slos examples/demo/slos.yaml
+	$(VENV)/bin/sloscope serve --demo --slos examples/demo/slos.yaml --notification-policy examples/demo/policy.yaml
 
 # Browser tests drive Debian's Chromium; install it when it is missing (never a downloaded browser).
 chromium:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import threading
@@ -31,6 +32,7 @@ from slo import spec as slo_spec
 from slo.counts_cache import CountsCache
 from slo.exposition import SloMetrics
 from slo.model import Slo
+from sloscope.demo_webhook import WebhookLog
 from sloscope.settings import Settings
 from store import StoreUnavailable, migrations, open_backend, service_map
 from store.otlp_writer import OtlpWriter
@@ -104,8 +106,15 @@ class SloscopeServer:
         self.slo_counts = CountsCache()  # the schedule reads only the newest minutes of each SLO
         self.slo_metrics = SloMetrics()
         self.registry.register(self.slo_metrics)
+        self._demo_webhook: WebhookLog | None = None
+        environ = dict(os.environ)
+        if settings.demo:
+            # The demo's policy sends to a local webhook that logs each notification to a file.
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            self._demo_webhook = WebhookLog(settings.data_dir / "demo-webhook.log")
+            environ["SLOSCOPE_DEMO_WEBHOOK_URL"] = self._demo_webhook.url
         try:
-            self.policy = load_policy(settings.notification_policy or None)
+            self.policy = load_policy(settings.notification_policy or None, environ)
         except PolicyErrors as exc:
             errors = "\n  ".join(str(e) for e in exc.errors)
             raise StartupError(
@@ -289,6 +298,8 @@ class SloscopeServer:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)  # a cycle in progress finishes before the store closes
         self.alerting.close()
+        if self._demo_webhook is not None:
+            self._demo_webhook.close()
         self._stop_roll_up.set()
         if self._roll_up_thread.is_alive():
             self._roll_up_thread.join()  # the pass in progress stops after its minute, before the store closes

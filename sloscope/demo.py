@@ -76,6 +76,20 @@ class DemoConfig:
     seed: int | None = None
     export_interval_millis: int = 5000
     payment_error_rate: float = 0.03
+    #: A payments fault on a schedule, so that an SLO burns and an incident opens within minutes of
+    #: `make run`: from ``fault_start_s`` after the start, every ``fault_every_s``, for ``fault_for_s``
+    #: seconds, ``fault_error_rate`` of the charges fail. ``fault_for_s`` 0 turns it off.
+    fault_start_s: float = 120.0
+    fault_every_s: float = 900.0
+    fault_for_s: float = 240.0
+    fault_error_rate: float = 0.6
+
+    def payment_error_rate_at(self, elapsed_s: float) -> float:
+        """The share of failing charges ``elapsed_s`` seconds after the demo started."""
+        since = elapsed_s - self.fault_start_s
+        if self.fault_for_s > 0 and since >= 0 and since % self.fault_every_s < self.fault_for_s:
+            return self.fault_error_rate
+        return self.payment_error_rate
 
 
 def _otlp_spans(url: str) -> SpanExporter:
@@ -157,6 +171,7 @@ class Demo:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._started = time.monotonic()  # the clock of the payments fault schedule
         self._svc = {n: _Service(n, f"demo-{n}-{self._rng.randrange(16**6):06x}", self) for n in SERVICES}
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -431,7 +446,7 @@ class Demo:
             "payment.method": self._rng.choice(["card", "paypal", "wallet"]),
         }
         with self._server(svc, "POST /charge", ctx, t0, attrs) as span:
-            if self._rng.random() >= self.config.payment_error_rate:
+            if self._rng.random() >= self.config.payment_error_rate_at(time.monotonic() - self._started):
                 t, status = t0 + self._ms(45, 0.6), 200
                 self._log(svc, t, "INFO", "payment authorized", {"payment.amount": amount})
             else:

@@ -232,3 +232,14 @@ def test_main_parses_args_and_returns_zero(sinks: Sinks, monkeypatch: pytest.Mon
 def test_rejects_non_positive_rate(sinks: Sinks) -> None:
     with pytest.raises(ValueError):
         sinks.make(DemoConfig(rate=0))
+
+
+def test_the_payments_fault_schedule() -> None:
+    config = DemoConfig(fault_start_s=120, fault_every_s=900, fault_for_s=240, fault_error_rate=0.6)
+    assert config.payment_error_rate_at(0) == config.payment_error_rate
+    assert config.payment_error_rate_at(119.9) == config.payment_error_rate
+    assert config.payment_error_rate_at(120) == 0.6
+    assert config.payment_error_rate_at(359.9) == 0.6
+    assert config.payment_error_rate_at(360) == config.payment_error_rate
+    assert config.payment_error_rate_at(120 + 900 + 10) == 0.6  # every 15 minutes again
+    assert DemoConfig(fault_for_s=0).payment_error_rate_at(200) == DemoConfig().payment_error_rate

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Form, Request
@@ -11,6 +13,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ui import web
+
+#: Runbooks ship in the repository (docs/runbooks/NAME.md); names are plain, no paths.
+RUNBOOKS = Path(__file__).resolve().parents[1] / "docs" / "runbooks"
+RUNBOOK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,80}")
 
 
 def _wants_html(request: Request) -> bool:
@@ -33,6 +39,16 @@ def install(app: FastAPI) -> None:
             "tz", "browser" if tz == "browser" else "utc", samesite="lax", max_age=365 * 86_400
         )
         return response
+
+    @app.get("/runbooks/{name}", include_in_schema=False)
+    def runbook(name: str, request: Request) -> Response:
+        """A runbook from docs/runbooks/, shown as text (SLO annotations link here in the demo)."""
+        path = RUNBOOKS / f"{name}.md"
+        if not RUNBOOK_NAME.fullmatch(name) or not path.is_file():
+            raise web.PageError(
+                404, "No such runbook", f"there is no runbook named {name!r} in docs/runbooks"
+            )
+        return web.render(request, "runbook.html", name=name, text=path.read_text(encoding="utf-8"))
 
     @app.exception_handler(web.PageError)
     async def page_error(request: Request, exc: web.PageError) -> Response:
