@@ -13,7 +13,18 @@ from starlette.concurrency import run_in_threadpool
 from alerts.silences import parse_matcher
 from slo.model import Slo
 from store.backend import Backend
-from ui import api_alerts, api_explore, api_metrics, api_red, api_slo, jaeger, pages_common
+from ui import (
+    api_alerts,
+    api_explore,
+    api_metrics,
+    api_red,
+    api_slo,
+    jaeger,
+    pages_common,
+    pages_services,
+    pages_slos,
+    pages_traces,
+)
 
 
 def create_app(
@@ -78,6 +89,9 @@ def create_app(
     app.include_router(api_metrics.router(backend))
     app.include_router(api_slo.router(backend, slos))
     app.include_router(api_alerts.router(backend, slos, parse_matcher, external_url))
+    app.include_router(pages_slos.router(backend, slos))
+    app.include_router(pages_services.router(backend, slos))
     app.include_router(jaeger.router(backend), prefix="/jaeger")
+    app.include_router(pages_traces.router(backend))
 
     return app

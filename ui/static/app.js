@@ -9,13 +9,14 @@
     });
   }
   // Sortable tables: click a header of a table marked data-sortable.
-  document.querySelectorAll("table[data-sortable] th").forEach(function (th, index) {
+  document.querySelectorAll("table[data-sortable] th").forEach(function (th) {
     th.addEventListener("click", function () {
       var table = th.closest("table"), body = table.tBodies[0];
       var rows = Array.prototype.slice.call(body.rows);
       var asc = th.dataset.dir !== "asc";
       th.dataset.dir = asc ? "asc" : "desc";
       rows.sort(function (a, b) {
+        var index = th.cellIndex;
         var x = a.cells[index].dataset.sort || a.cells[index].textContent;
         var y = b.cells[index].dataset.sort || b.cells[index].textContent;
         var nx = parseFloat(x), ny = parseFloat(y);

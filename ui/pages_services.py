@@ -1,0 +1,255 @@
+"""The Services pages of the web UI.
+
+* ``GET /``: every service with rate, error ratio, p50/p95/p99 and a sparkline of its request rate
+  (inline SVG drawn here, so it shows without JavaScript); JSON twin ``/api/v1/services``.
+* ``GET /services/{name}``: RED charts (uPlot over data embedded as JSON, an HTML table without
+  JavaScript), operations, upstream and downstream services from the service map, the service's SLOs
+  and its open incidents; JSON twin ``/api/v1/red?service=``.
+
+Both take the time-range picker's ``last=`` or ``start=``/``end=``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from alerts import store as alert_store
+from slo import evaluator
+from slo.model import Slo
+from store import explore, red
+from store.backend import Backend, StoreError, StoreUnavailable
+from ui import web
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: At most this many services on the Services page (each gets one sparkline query).
+SERVICES_LIMIT = 500
+#: Points of a sparkline and of a service page chart (steps are whole minutes, so fewer on short ranges).
+SPARK_POINTS = 30
+CHART_POINTS = 120
+SPARK_WIDTH, SPARK_HEIGHT = 120, 28
+#: How far back a service with no requests in the range still counts as known: red_1m's TTL.
+KNOWN_LOOKBACK_NS = 7 * 86_400 * 10**9
+
+
+def _call(compute: Callable[[], T]) -> T:
+    """A store call for a page: its errors become HTML error pages that say what went wrong."""
+    try:
+        return compute()
+    except ValueError as exc:
+        raise web.PageError(400, "Bad request", str(exc)) from None
+    except StoreUnavailable as exc:
+        raise web.PageError(
+            503, "The store is unavailable", f"sloscope cannot reach its store: {exc}"
+        ) from None
+    except StoreError as exc:
+        log.exception("query failed")
+        raise web.PageError(500, "A query failed", f"the store refused a query: {exc}") from None
+
+
+def service_url(name: str) -> str:
+    """The service page's path; ``/`` and other reserved characters of the name are escaped."""
+    return "/services/" + quote(name, safe="")
+
+
+def _step_ns(window_ns: int, points: int) -> int:
+    """A whole number of minutes giving about ``points`` steps over ``window_ns``."""
+    return max(1, math.ceil(window_ns / points / red.MINUTE_NS)) * red.MINUTE_NS
+
+
+def _iso(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _api_range(rng: web.Range) -> dict[str, str]:
+    """The range for a JSON API URL (unix milliseconds): the API knows no ``last=``."""
+    return {"start": str(rng.start_ns // 10**6), "end": str(rng.end_ns // 10**6)}
+
+
+@dataclass(frozen=True)
+class Sparkline:
+    """An SVG sparkline: polyline point lists in a ``SPARK_WIDTH`` x ``SPARK_HEIGHT`` box."""
+
+    rate: str
+    errors: str
+    area: str
+    peak: float
+    has_errors: bool
+    width: int = SPARK_WIDTH
+    height: int = SPARK_HEIGHT
+
+
+def sparkline(series: red.RedSeries) -> Sparkline:
+    """Request rate (and error rate, on the same scale) per step, scaled to the box."""
+    rates = [p.stats.rate for p in series.points]
+    errors = [p.stats.error_rate for p in series.points]
+    peak = max(rates, default=0.0)
+    scale = peak or 1.0
+    n = len(rates)
+
+    def points(values: list[float]) -> str:
+        top, usable = 2, SPARK_HEIGHT - 4
+        coords = []
+        for i, v in enumerate(values):
+            x = SPARK_WIDTH * i / (n - 1) if n > 1 else SPARK_WIDTH / 2
+            y = top + usable * (1 - v / scale)
+            coords.append(f"{x:.1f},{y:.1f}")
+        return " ".join(coords)
+
+    line = points(rates)
+    area = f"0,{SPARK_HEIGHT} {line} {SPARK_WIDTH},{SPARK_HEIGHT}" if n > 1 else ""
+    return Sparkline(line, points(errors), area, peak, any(errors))
+
+
+def _chart_data(series: red.RedSeries) -> dict[str, Any]:
+    """Columns for uPlot: times in seconds and one list per measure (None: no requests in the step)."""
+    pts = series.points
+    return {
+        "step": series.step_s,
+        "time": [p.time_s for p in pts],
+        "rate": [p.stats.rate for p in pts],
+        "error_rate": [p.stats.error_rate for p in pts],
+        "error_ratio": [p.stats.error_ratio for p in pts],
+        "p50": [p.stats.p50_ms for p in pts],
+        "p95": [p.stats.p95_ms for p in pts],
+        "p99": [p.stats.p99_ms for p in pts],
+    }
+
+
+def _slo_rows(backend: Backend, slos: Sequence[Slo], at_s: int) -> list[dict[str, Any]]:
+    rows = []
+    for slo in slos:
+        for result in _call(lambda slo=slo: evaluator.evaluate_slo(backend, slo, at_s)):
+            ev = result.evaluation
+            rows.append(
+                {
+                    "name": slo.name,
+                    "url": "/slos/" + quote(slo.name, safe=""),
+                    "group": ", ".join(f"{k}={v}" for k, v in result.group),
+                    "objective": float(slo.objective),
+                    "window": slo.window.label,
+                    "sli": ev.sli if ev else None,
+                    "remaining": ev.remaining if ev else None,
+                    # The bar's filled share: overspent budgets show empty, not negative.
+                    "bar_pct": round(min(1.0, max(0.0, ev.remaining)) * 100, 1)
+                    if ev and ev.remaining is not None
+                    else 0,
+                    "burn_1h": ev.burn_rates.get("1h") if ev else None,
+                    "firing": result.firing,
+                    "error": result.error,
+                }
+            )
+    return rows
+
+
+def router(backend: Backend, slos: Sequence[Slo]) -> APIRouter:
+    """The Services pages over ``backend``, with the loaded ``slos``; sync handlers (thread pool)."""
+    pages = APIRouter(include_in_schema=False)
+
+    @pages.get("/", response_class=HTMLResponse)
+    def services_page(request: Request) -> HTMLResponse:
+        """Every service with its RED numbers and a sparkline, busiest first."""
+        rng = web.time_range(request)
+        rows = _call(lambda: red.services_overview(backend, rng.start_ns, rng.end_ns, SERVICES_LIMIT))
+        step = _step_ns(rng.end_ns - rng.start_ns, SPARK_POINTS)
+        services = [
+            {
+                "name": row.service,
+                "url": service_url(row.service),
+                "stats": row.stats,
+                "spark": sparkline(
+                    _call(
+                        lambda row=row: red.red_series(
+                            backend, row.service, None, rng.start_ns, rng.end_ns, step
+                        )
+                    )
+                ),
+            }
+            for row in rows
+        ]
+        return web.render(
+            request,
+            "services.html",
+            range=rng,
+            period=(_iso(rng.start_s), _iso(rng.end_s)),
+            services=services,
+            slo_count=len(slos),
+            json_url="/api/v1/services?" + urlencode({**_api_range(rng), "limit": SERVICES_LIMIT}),
+        )
+
+    @pages.get("/services", response_class=RedirectResponse)
+    def services_index(request: Request) -> RedirectResponse:
+        """The list of services is the home page."""
+        return RedirectResponse("/" + (f"?{request.url.query}" if request.url.query else ""), status_code=307)
+
+    @pages.get("/services/{name:path}", response_class=HTMLResponse)
+    def service_page(request: Request, name: str) -> HTMLResponse:
+        """One service: RED over the range, operations, neighbours, SLOs and open incidents."""
+        rng = web.time_range(request)
+        operations = _call(lambda: red.operations(backend, name, rng.start_ns, rng.end_ns, 200))
+        own_slos = [slo for slo in slos if slo.service == name]
+        if not operations and not own_slos:
+            # Known, but quiet in this range? red_1m keeps a week; older services are gone anyway.
+            now = time.time_ns()
+            seen = _call(lambda: red.operations(backend, name, now - KNOWN_LOOKBACK_NS, now, 1))
+            if not seen:
+                raise web.PageError(
+                    404,
+                    "No such service",
+                    f"no service named {name!r} has sent spans in the last 7 days, and no SLO names it.",
+                )
+        step = _step_ns(rng.end_ns - rng.start_ns, CHART_POINTS)
+        series = _call(lambda: red.red_series(backend, name, None, rng.start_ns, rng.end_ns, step))
+        edges = _call(lambda: explore.dependencies(backend, rng.start_ns, rng.end_ns))
+        upstream = [
+            {**e, "service": e["caller"], "url": service_url(e["caller"])}
+            for e in edges
+            if e["callee"] == name and e["caller"] != name
+        ]
+        downstream = [
+            {**e, "service": e["callee"], "url": service_url(e["callee"])}
+            for e in edges
+            if e["caller"] == name and e["callee"] != name
+        ]
+        slo_rows = _slo_rows(backend, own_slos, time.time_ns() // 10**9)
+        incidents = [
+            {**i, "url": "/incidents/" + quote(i["id"], safe=""), "opened_iso": _iso(i["opened_at_s"])}
+            for i in _call(lambda: alert_store.list_incidents(backend, "open", 1000))
+            if name in i["services"]
+        ]
+        overview = _call(lambda: red.services_overview(backend, rng.start_ns, rng.end_ns, SERVICES_LIMIT))
+        total = next((row.stats for row in overview if row.service == name), None)
+        return web.render(
+            request,
+            "service.html",
+            range=rng,
+            period=(_iso(rng.start_s), _iso(rng.end_s)),
+            name=name,
+            operations=operations,
+            chart=_chart_data(series),
+            points=[(p, _iso(p.time_s)) for p in series.points],
+            upstream=upstream,
+            downstream=downstream,
+            slos=slo_rows,
+            incidents=incidents,
+            total=total,
+            json_url="/api/v1/red?"
+            + urlencode({"service": name, **_api_range(rng), "step": f"{step // red.MINUTE_NS}m"}),
+            operations_json="/api/v1/services/"
+            + quote(name, safe="")
+            + "/operations?"
+            + urlencode(_api_range(rng)),
+        )
+
+    return pages

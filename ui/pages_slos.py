@@ -1,0 +1,523 @@
+"""The SLO and incident pages of the web UI.
+
+* ``GET /slos``: every SLO instance with its SLI, objective, budget left, burn rates and alert state.
+* ``GET /slos/{name}?group=&last=``: one SLO: the budget burn-down over its window, a burn-rate chart
+  per alert rule with the rule's factor drawn, the alert windows, the top contributors to the burn
+  in the last hour with example failing traces, and the SLO's open incidents.
+* ``GET /incidents?status=``: incidents, open first.
+* ``GET /incidents/{id}``: its timeline (state changes, notifications and every delivery attempt),
+  runbook, SLOs, example traces with their log lines, and the Acknowledge and Silence forms.
+* ``POST /incidents/{id}/ack`` and ``POST /incidents/{id}/silence``: those forms (CSRF-protected).
+
+Charts are drawn by uPlot from JSON embedded with ``tojson``; each chart's data is also a table,
+which is what a browser without JavaScript shows. The JSON twins are ``/api/v1/slos`` and
+``/api/v1/incidents``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from alerts import store
+from alerts.attribution import attribute
+from alerts.model import Matcher, Silence, slo_instance
+from alerts.silences import format_matcher, is_active, matches_all
+from alerts.state import ALERTNAME
+from slo import evaluator, sli
+from slo.model import MINUTE_S, Slo, format_duration, parse_duration
+from slo.windows import floor_minute, window_bounds
+from store.backend import Backend, StoreError
+from ui import web
+
+#: The burn-down chart's resolution: about this many evaluations over the SLO window.
+BURN_DOWN_STEPS = 200
+#: The burn-rate charts' resolution over the chosen time range.
+BURN_RATE_STEPS = 300
+#: The burn-rate charts' default range: long enough to show a 6h/30m pair's history.
+DEFAULT_RANGE = "6h"
+#: Burn attribution on the SLO page looks at the last hour.
+ATTRIBUTION_S = 3600
+INCIDENT_LIMIT = 500
+MAX_EXAMPLES = 10
+#: Silence durations offered by the incident page's form (any ``parse_duration`` text is accepted).
+SILENCE_DURATIONS = ("1h", "2h", "4h", "12h", "1d", "7d")
+MAX_SILENCE_S = 365 * 86_400
+
+CSRF_COOKIE = "sloscope_csrf"
+CSRF_FIELD = "csrf_token"
+
+
+# -- small helpers ---------------------------------------------------------------------------------
+
+
+def iso(seconds: float | None) -> str:
+    """RFC 3339 for ``<time datetime>`` (the browser time-zone setting rewrites those)."""
+    if seconds is None:
+        return ""
+    return datetime.fromtimestamp(float(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def link_url(value: str) -> str | None:
+    """``value`` if it is an absolute http(s) URL, else None: only those become links (a
+    ``javascript:`` annotation stays text)."""
+    parts = urlsplit(value.strip())
+    return value.strip() if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    f = float(value)
+    return f if math.isfinite(f) else None
+
+
+def _series(values: np.ndarray, scale: float = 1.0) -> list[float | None]:
+    return [None if not math.isfinite(v) else float(v) * scale for v in values.tolist()]
+
+
+def _step(span_s: int, points: int) -> int:
+    """A whole number of minutes giving about ``points`` steps over ``span_s``."""
+    return max(MINUTE_S, math.ceil(span_s / points / MINUTE_S) * MINUTE_S)
+
+
+def slo_href(name: str, group: Sequence[tuple[str, str]] = ()) -> str:
+    """The SLO page of one instance: ``/slos/{name}?group={"route":"/pay"}``."""
+    path = f"/slos/{quote(name, safe='')}"
+    if not group:
+        return path
+    return (
+        path + "?" + urlencode({"group": json.dumps(dict(group), separators=(",", ":"), ensure_ascii=False)})
+    )
+
+
+def _budget_class(remaining: float | None) -> str:
+    if remaining is None:
+        return ""
+    return "out" if remaining <= 0 else ("low" if remaining < 0.25 else "")
+
+
+def _alert_labels(
+    slo: Slo | None, name: str, severity: str, group: Sequence[tuple[str, str]]
+) -> dict[str, str]:
+    """The labels an alert of (``name``, ``severity``, ``group``) is matched on by silences."""
+    labels = {"alertname": ALERTNAME, "slo": name, "severity": severity}
+    if slo is not None:
+        labels |= {"service": slo.service, **slo.label_map}
+    labels |= dict(group)
+    labels.setdefault("slo_instance", slo_instance(name, tuple(group)))
+    return labels
+
+
+def _one_of(label: str, values: Sequence[str]) -> Matcher:
+    """``label = v`` for one value, ``label =~ "a|b"`` (escaped, anchored by the matcher) for several."""
+    values = sorted(set(values))
+    if len(values) == 1:
+        return Matcher(label, "=", values[0])
+    return Matcher(label, "=~", "|".join(re.escape(v) for v in values))
+
+
+# -- CSRF --------------------------------------------------------------------------------------------
+
+
+def _csrf_token(request: Request) -> tuple[str, bool]:
+    """The browser's token, or a new one; True when it is new (and must be set as a cookie)."""
+    token = request.cookies.get(CSRF_COOKIE, "")
+    if re.fullmatch(r"[A-Za-z0-9_\-]{32,128}", token):
+        return token, False
+    return secrets.token_urlsafe(32), True
+
+
+def _set_csrf(response: Response, token: str) -> None:
+    # HttpOnly: no script reads it; SameSite=Strict: no other site's form or fetch sends it.
+    response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict", path="/", max_age=86_400 * 30)
+
+
+async def _checked_form(request: Request) -> dict[str, str]:
+    """The POSTed form, after its token matched the cookie's (compared in constant time); 403 else."""
+    form = await request.form()
+    sent = str(form.get(CSRF_FIELD, ""))
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    if not sent or not cookie or not hmac.compare_digest(sent.encode(), cookie.encode()):
+        raise web.PageError(
+            403,
+            "Forbidden: the form's security token is missing or wrong",
+            "This form must be sent from sloscope's own incident page in this browser (its hidden "
+            "security token must match this browser's cookie). Nothing was changed. Reload the "
+            "incident page and submit the form again.",
+        )
+    return {k: str(v) for k, v in form.items()}
+
+
+# -- the router ---------------------------------------------------------------------------------------
+
+
+def router(backend: Backend, slos: Sequence[Slo]) -> APIRouter:
+    """The SLO and incident pages over ``backend`` for the loaded ``slos``."""
+    pages = APIRouter(include_in_schema=False)
+    by_name = {slo.name: slo for slo in slos}
+
+    def page(request: Request, template: str, **context: Any) -> Response:
+        return web.render(request, template, iso=iso, slo_href=slo_href, duration=format_duration, **context)
+
+    def find(name: str) -> Slo:
+        slo = by_name.get(name)
+        if slo is None:
+            known = ", ".join(sorted(by_name)) or "none are loaded"
+            raise web.PageError(404, "Not found", f"There is no SLO named {name!r} (known: {known}).")
+        return slo
+
+    def annotations(slo: Slo) -> list[dict[str, Any]]:
+        return [{"key": k, "value": v, "href": link_url(v)} for k, v in slo.annotations]
+
+    def firing_alerts() -> dict[tuple[str, tuple[tuple[str, str], ...]], list[str]]:
+        """(slo, group) -> severities whose stored alert is firing: the alerting engine's state."""
+        out: dict[tuple[str, tuple[tuple[str, str], ...]], list[str]] = {}
+        for record in store.load_alerts(backend).values():
+            if record.state == "firing":
+                out.setdefault((record.slo, tuple(sorted(record.group))), []).append(record.severity)
+        return {k: sorted(v) for k, v in out.items()}
+
+    def row(result: evaluator.InstanceResult, firing: dict) -> dict[str, Any]:
+        ev = result.evaluation
+        remaining = _finite(ev.remaining) if ev else None
+        return {
+            "result": result,
+            "group": list(result.group),
+            "href": slo_href(result.slo.name, result.group),
+            "sli": _finite(ev.sli) if ev else None,
+            "remaining": remaining,
+            "bar_width": 0 if remaining is None else max(0.0, min(1.0, remaining)) * 100,
+            "bar_class": _budget_class(remaining),
+            "burn": dict(ev.burn_rates) if ev else {},
+            "alerting": firing.get((result.slo.name, tuple(sorted(result.group))), []),
+            "rules_firing": result.firing,
+        }
+
+    # -- SLO list ------------------------------------------------------------------------------
+
+    @pages.get("/slos")
+    async def slo_list(request: Request) -> Response:
+        now = int(time.time())
+
+        def load() -> tuple[list[evaluator.InstanceResult], dict]:
+            return evaluator.evaluate(backend, slos, now), firing_alerts()
+
+        results, firing = await run_in_threadpool(load)
+        rows = [row(r, firing) for r in results]
+        return page(
+            request,
+            "slos.html",
+            rows=rows,
+            slos=slos,
+            at=floor_minute(now),
+            windows=["5m", "1h", "6h", "1d"],
+            json_url="/api/v1/slos",
+        )
+
+    # -- one SLO -----------------------------------------------------------------------------------
+
+    @pages.get("/slos/{name}")
+    async def slo_page(request: Request, name: str) -> Response:
+        slo = find(name)
+        rng = web.time_range(request, DEFAULT_RANGE)
+        wanted = _wanted_group(slo, request.query_params.get("group"))
+        now = floor_minute(time.time())
+        data = await run_in_threadpool(_slo_data, backend, slo, wanted, now, rng)
+        incidents = [
+            i
+            for i in await run_in_threadpool(store.list_incidents, backend, "open", 100)
+            if name in i["slos"]
+        ]
+        firing = await run_in_threadpool(firing_alerts)
+        return page(
+            request,
+            "slo.html",
+            slo=slo,
+            range=rng,
+            extra_query={"group": request.query_params["group"]} if "group" in request.query_params else {},
+            rows=[row(r, firing) for r in data["results"]],
+            current=row(data["current"], firing) if data["current"] else None,
+            annotations=annotations(slo),
+            runbook=link_url(slo.annotation_map.get("runbook_url", "")),
+            dashboard=link_url(slo.annotation_map.get("dashboard_url", "")),
+            charts=data["charts"],
+            attribution=data["attribution"],
+            attribution_error=data["attribution_error"],
+            attribution_range=(now - ATTRIBUTION_S, now),
+            incidents=incidents,
+            window_label=slo.window.label,
+            json_url=f"/api/v1/slos/{name}",
+        )
+
+    # -- incidents ---------------------------------------------------------------------------------
+
+    @pages.get("/incidents")
+    async def incident_list(request: Request) -> Response:
+        status = request.query_params.get("status", "")
+        if status not in ("", "open", "resolved"):
+            raise web.PageError(400, "Bad status", f"status: {status!r} must be open or resolved")
+
+        def load() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+            return store.list_incidents(backend, status, INCIDENT_LIMIT), store.acknowledgements(backend)
+
+        incidents, acks = await run_in_threadpool(load)
+        for incident in incidents:
+            incident["acknowledged"] = acks.get(incident["id"])
+        return page(
+            request,
+            "incidents.html",
+            incidents=incidents,
+            status=status,
+            known_slos=set(by_name),
+            json_url="/api/v1/incidents" + (f"?status={status}" if status else ""),
+        )
+
+    @pages.get("/incidents/{incident_id}")
+    async def incident_page(request: Request, incident_id: str) -> Response:
+        data = await run_in_threadpool(_incident_data, backend, by_name, incident_id)
+        if data is None:
+            raise web.PageError(404, "Not found", f"There is no incident {incident_id!r}.")
+        token, new = _csrf_token(request)
+        response = page(
+            request,
+            "incident.html",
+            **data,
+            csrf_field=CSRF_FIELD,
+            csrf_token=token,
+            durations=SILENCE_DURATIONS,
+            json_url=f"/api/v1/incidents/{incident_id}",
+        )
+        if new:
+            _set_csrf(response, token)
+        return response
+
+    @pages.post("/incidents/{incident_id}/ack")
+    async def ack(request: Request, incident_id: str) -> Response:
+        form = await _checked_form(request)
+        incident = await run_in_threadpool(store.get_incident, backend, incident_id)
+        if incident is None:
+            raise web.PageError(404, "Not found", f"There is no incident {incident_id!r}.")
+        by, comment = form.get("by", "").strip()[:200], form.get("comment", "").strip()[:2000]
+        now_ms = time.time_ns() // 1_000_000
+        await run_in_threadpool(store.acknowledge, backend, incident_id, now_ms, by, comment)
+        return RedirectResponse(f"/incidents/{incident_id}#acknowledged", status_code=303)
+
+    @pages.post("/incidents/{incident_id}/silence")
+    async def silence(request: Request, incident_id: str) -> Response:
+        form = await _checked_form(request)
+        incident = await run_in_threadpool(store.get_incident, backend, incident_id)
+        if incident is None:
+            raise web.PageError(404, "Not found", f"There is no incident {incident_id!r}.")
+        text = form.get("duration", "").strip()
+        try:
+            duration = parse_duration(text)
+        except ValueError as exc:
+            raise web.PageError(400, "Bad silence duration", f"duration: {exc}") from None
+        if duration > MAX_SILENCE_S:
+            raise web.PageError(400, "Bad silence duration", "duration: a silence lasts at most a year")
+        if not incident["slos"] or not incident["severities"]:
+            raise web.PageError(400, "Cannot silence", "This incident names no SLO or severity to match.")
+        now_s = int(time.time())
+        created = Silence(
+            uuid.uuid4().hex,
+            (_one_of("slo", incident["slos"]), _one_of("severity", incident["severities"])),
+            now_s,
+            now_s + duration,
+            form.get("created_by", "").strip()[:200],
+            (form.get("comment", "").strip() or f"from incident {incident_id}")[:2000],
+        )
+        await run_in_threadpool(store.save_silence, backend, created, time.time_ns() // 1_000_000)
+        return RedirectResponse(f"/incidents/{incident_id}#silences", status_code=303)
+
+    return pages
+
+
+# -- data of the SLO page ----------------------------------------------------------------------------
+
+
+def _wanted_group(slo: Slo, text: str | None) -> tuple[tuple[str, str], ...] | None:
+    """The ``group`` parameter (``{"route": "/pay"}``) as (name, value) pairs in group_by order."""
+    if not text:
+        return None
+    try:
+        labels = json.loads(text)
+    except json.JSONDecodeError:
+        labels = None
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise web.PageError(
+            400, "Bad group", f'group: {text!r} must be a JSON object like {{"route": "/pay"}}'
+        )
+    if set(labels) != set(slo.group_by):
+        raise web.PageError(
+            400, "Bad group", f"group: SLO {slo.name!r} groups by {list(slo.group_by)}, got {sorted(labels)}"
+        )
+    return tuple((k, labels[k]) for k in slo.group_by)
+
+
+def _budget_left(result: evaluator.InstanceResult) -> float:
+    left = _finite(result.evaluation.remaining) if result.evaluation else None
+    return 2.0 if left is None else left  # no data: after every instance that has some
+
+
+def _slo_data(
+    backend: Backend, slo: Slo, wanted: tuple[tuple[str, str], ...] | None, now: int, rng: web.Range
+) -> dict[str, Any]:
+    """The SLO's instances now, and for one of them (``wanted``, else the one with the least budget
+    left) the chart series and the burn attribution of the last hour."""
+    results = evaluator.evaluate_slo(backend, slo, now)
+    ok = [r for r in results if r.evaluation is not None]
+    current = None
+    if wanted is not None:
+        current = next((r for r in ok if r.group == wanted), None)
+        if current is None:
+            raise web.PageError(404, "Not found", f"SLO {slo.name!r} has no data for group {dict(wanted)}.")
+    elif ok:
+        current = min(ok, key=_budget_left)
+    out: dict[str, Any] = {
+        "results": results,
+        "current": current,
+        "charts": None,
+        "attribution": None,
+        "attribution_error": "",
+    }
+    if current is None:
+        return out
+
+    # The burn-down: a backtest of the window at about BURN_DOWN_STEPS steps (rolling: the last W;
+    # calendar: the period so far). The burn rates: one over the page's range. One store read.
+    window_start = window_bounds(slo.window, now).start_s
+    down_times = np.unique(
+        np.append(evaluator.steps(window_start, now, _step(now - window_start, BURN_DOWN_STEPS)), now)
+    )
+    rng_start, rng_end = floor_minute(rng.start_s), min(now, floor_minute(rng.end_s))
+    rng_start = min(rng_start, rng_end)
+    rate_times = np.unique(
+        np.append(evaluator.steps(rng_start, rng_end, _step(rng_end - rng_start, BURN_RATE_STEPS)), rng_end)
+    )
+    first = min(
+        evaluator.data_start_s(slo, int(down_times[0])), evaluator.data_start_s(slo, int(rate_times[0]))
+    )
+    counts = sli.minute_counts(backend, slo, first, max(int(down_times[-1]), int(rate_times[-1])))
+    key = tuple(v for _, v in current.group)
+    mine = {key: counts[key]} if key in counts else {}
+    charts: dict[str, Any] = {"burn_down": None, "rules": []}
+    if mine:
+        down = evaluator.backtest_counts(slo, mine, down_times).groups[0]
+        charts["burn_down"] = {
+            "x": down_times.tolist(),
+            "remaining": _series(down.evaluations.remaining, 100.0),
+            "step": format_duration(int(down_times[1] - down_times[0])) if len(down_times) > 1 else "1m",
+        }
+        rates = evaluator.backtest_counts(slo, mine, rate_times).groups[0]
+        for arrays in rates.rules:
+            charts["rules"].append(
+                {
+                    "label": evaluator.rule_label(arrays.rule),
+                    "severity": arrays.rule.severity,
+                    "long": format_duration(arrays.rule.long_s),
+                    "short": format_duration(arrays.rule.short_s),
+                    "factor": float(arrays.rule.factor),
+                    "x": rate_times.tolist(),
+                    "long_rate": _series(arrays.long_burn_rate),
+                    "short_rate": _series(arrays.short_burn_rate),
+                    "firing": [bool(f) for f in arrays.firing.tolist()],
+                }
+            )
+    out["charts"] = charts
+    try:
+        out["attribution"] = attribute(
+            backend, slo, current.group, now - ATTRIBUTION_S, now, top=10, examples=5
+        )
+    except (ValueError, TypeError, StoreError) as exc:
+        # The charts and tables above still stand; say why this part is missing.
+        out["attribution_error"] = str(exc)
+    return out
+
+
+# -- data of the incident page -----------------------------------------------------------------------
+
+
+def _incident_data(backend: Backend, by_name: dict[str, Slo], incident_id: str) -> dict[str, Any] | None:
+    incident = store.get_incident(backend, incident_id)
+    if incident is None:
+        return None
+    records = store.load_alerts(backend)
+    alerts = [records[a] for a in incident["alert_ids"] if a in records]
+    transitions = store.transitions(backend, incident["alert_ids"])
+    notifications = store.incident_notifications(backend, incident_id)
+    timeline: list[dict[str, Any]] = [{"at": t["at_s"], "type": "alert", **t} for t in transitions]
+    examples: dict[str, dict[str, Any]] = {}
+    contributors: list[dict[str, Any]] = []
+    for n in reversed(notifications):  # newest first: the latest attribution is the one shown
+        try:
+            payload = json.loads(n["payload"])
+        except (TypeError, ValueError):
+            payload = {}
+        found = payload.get("attribution") or {}
+        if not contributors and found.get("contributors"):
+            contributors = found["contributors"]
+        for e in found.get("examples") or []:
+            if isinstance(e, dict) and e.get("trace_id") and len(examples) < MAX_EXAMPLES:
+                examples.setdefault(e["trace_id"], {**e, "at": n["at_s"]})
+    for n in notifications:
+        timeline.append(
+            {"at": n["at_s"], "type": "notification", **{k: v for k, v in n.items() if k != "payload"}}
+        )
+    timeline.sort(key=lambda e: (e["at"], e["type"]))
+
+    now_s = int(time.time())
+    labels = [_alert_labels(by_name.get(a.slo), a.slo, a.severity, a.group) for a in alerts] or [
+        _alert_labels(by_name.get(s), s, sev, ()) for s in incident["slos"] for sev in incident["severities"]
+    ]
+    silences = [
+        {
+            "silence": s,
+            "matchers": [format_matcher(m) for m in s.matchers],
+            "active": is_active(s, now_s),
+        }
+        for s in store.load_silences(backend)
+        if s.matchers and s.ends_at_s > now_s - 86_400 and any(matches_all(s.matchers, lab) for lab in labels)
+    ]
+    silences.sort(key=lambda s: (not s["active"], -s["silence"].starts_at_s))
+    slo_links = []
+    for name in incident["slos"]:
+        slo = by_name.get(name)
+        ann = slo.annotation_map if slo else {}
+        slo_links.append(
+            {
+                "name": name,
+                "known": slo is not None,
+                "service": slo.service if slo else "",
+                "objective": str(slo.objective) if slo else None,
+                "window": slo.window.label if slo else "",
+                "runbook": link_url(ann.get("runbook_url", "")),
+                "runbook_text": ann.get("runbook_url", ""),
+                "dashboard": link_url(ann.get("dashboard_url", "")),
+            }
+        )
+    return {
+        "incident": incident,
+        "alerts": alerts,
+        "timeline": timeline,
+        "notifications": notifications,
+        "acknowledged": store.acknowledgements(backend).get(incident_id),
+        "silences": silences,
+        "slo_links": slo_links,
+        "examples": list(examples.values()),
+        "contributors": contributors,
+    }
