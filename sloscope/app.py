@@ -100,12 +100,14 @@ class SloscopeServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.slos = load_slos(settings.slos)
+        # Only the roles that answer for SLOs read their specs and the notification policy.
+        self.slos = load_slos(settings.slos) if settings.evaluates or settings.serves_ui else []
         self.registry = CollectorRegistry()
-        self.metrics = CollectorMetrics.create(self.registry)
+        self.metrics = CollectorMetrics.create(self.registry) if settings.receives else None
         self.slo_counts = CountsCache()  # the schedule reads only the newest minutes of each SLO
         self.slo_metrics = SloMetrics()
-        self.registry.register(self.slo_metrics)
+        if settings.evaluates:
+            self.registry.register(self.slo_metrics)
         self._demo_webhook: WebhookLog | None = None
         environ = dict(os.environ)
         if settings.demo:
@@ -114,7 +116,8 @@ class SloscopeServer:
             self._demo_webhook = WebhookLog(settings.data_dir / "demo-webhook.log")
             environ["SLOSCOPE_DEMO_WEBHOOK_URL"] = self._demo_webhook.url
         try:
-            self.policy = load_policy(settings.notification_policy or None, environ)
+            policy_path = settings.notification_policy if settings.role != "collector" else ""
+            self.policy = load_policy(policy_path or None, environ)
         except PolicyErrors as exc:
             errors = "\n  ".join(str(e) for e in exc.errors)
             raise StartupError(
@@ -122,25 +125,37 @@ class SloscopeServer:
             ) from None
         self.backend = open_backend(settings.data_dir, settings.clickhouse_url, settings.insert_parallelism)
         try:
-            applied = migrations.migrate(self.backend)
-            migrations.ensure_retention(self.backend, settings.retention_days)
+            # Every role migrates at start: the statements are idempotent, so instances starting
+            # at once against one server all succeed, and whichever comes first does the work.
+            cluster = settings.clickhouse_cluster or None
+            applied = migrations.migrate(self.backend, cluster=cluster)
+            migrations.ensure_retention(self.backend, settings.retention_days, cluster=cluster)
         except Exception:
             self.backend.close()
             raise
         if applied:
             log.info("schema migrated", extra={"versions": applied})
-        writer = OtlpWriter(self.backend, settings.correlation_keys)
-        limits = QueueLimits(
-            max_batch_rows=settings.batch_rows,
-            max_batch_delay=settings.batch_delay,
-            max_queue_bytes=settings.max_queue_bytes,
-            parallelism=settings.insert_parallelism,
-        )
-        wal_root = settings.data_dir / "wal"
-        self.queues = {s: DurableQueue(s, wal_root / s, writer, self.metrics, limits) for s in SIGNALS}
-        self.alerting = Alerting(
-            self.backend, self.policy, self.registry, lease_ttl_s=lease_ttl_s(settings.slo_interval)
-        )
+        #: The durable queues, one per signal; none in roles without receivers (no write-ahead log).
+        self.queues: dict[str, DurableQueue] = {}
+        if settings.receives:
+            assert self.metrics is not None
+            writer = OtlpWriter(self.backend, settings.correlation_keys)
+            limits = QueueLimits(
+                max_batch_rows=settings.batch_rows,
+                max_batch_delay=settings.batch_delay,
+                max_queue_bytes=settings.max_queue_bytes,
+                parallelism=settings.insert_parallelism,
+            )
+            # Per process: each collector has its own data directory and replays only its own log.
+            wal_root = settings.data_dir / "wal"
+            self.queues = {s: DurableQueue(s, wal_root / s, writer, self.metrics, limits) for s in SIGNALS}
+        self.alerting: Alerting | None = None
+        if settings.evaluates:
+            self.alerting = Alerting(
+                self.backend, self.policy, self.registry, lease_ttl_s=lease_ttl_s(settings.slo_interval)
+            )
+        if settings.role == "evaluator" and not self.slos:
+            log.warning("role evaluator without SLOs (slos): only the service map roll-up runs")
         self._servers: list[_Server] = []
         self.otlp_url = self.api_url = self.zipkin_url = self.otlp_grpc_address = ""
         self._grpc: grpc.aio.Server | None = None
@@ -163,6 +178,8 @@ class SloscopeServer:
 
         A failure is logged; the next cycle tries again (each minute's evaluation stands alone).
         """
+        if self.alerting is None:
+            raise RuntimeError(f"role {self.settings.role!r} does not evaluate SLOs")
         try:
             at_s = (int(time.time()) if at_s is None else at_s) // 60 * 60
             results = evaluator.evaluate(self.backend, self.slos, at_s, self.slo_counts)
@@ -180,7 +197,7 @@ class SloscopeServer:
                 log.warning("SLO not evaluated", extra={"slo": result.slo.name, "error": result.error})
 
     def _start_scheduler(self) -> None:
-        if not self.slos or self._scheduler.running:
+        if not self.settings.evaluates or not self.slos or self._scheduler.running:
             return
         # coalesce + one instance: a slow cycle delays the next instead of piling them up.
         self._scheduler.add_job(
@@ -194,7 +211,10 @@ class SloscopeServer:
         self._scheduler.start()
 
     def readiness(self) -> list[str]:
-        """Reasons the server is not ready to serve; empty when it is."""
+        """Reasons the server is not ready to serve its role; empty when it is.
+
+        Every role needs the store and the current schema; a collector also needs its flushers to
+        write, an evaluator its schedule and roll-up running."""
         problems = []
         try:
             self.backend.query_arrow(queries.PING)
@@ -206,6 +226,11 @@ class SloscopeServer:
         problems += [
             f"{name} flusher cannot write to the store" for name, q in self.queues.items() if not q.healthy
         ]
+        if self.settings.evaluates and not self._stop_roll_up.is_set():
+            if self.slos and not self._scheduler.running:
+                problems.append("SLO evaluation schedule not running")
+            if not self._roll_up_thread.is_alive():
+                problems.append("service map roll-up not running")
         return problems
 
     def _uvicorn(self, app: object) -> _Server:
@@ -219,56 +244,81 @@ class SloscopeServer:
         return _Server(config)
 
     async def serve(self, handle_signals: bool = True) -> None:
-        """Run until SIGINT or SIGTERM (or ``request_stop``); ``close`` then drains and closes."""
+        """Run until SIGINT or SIGTERM (or ``request_stop``); ``close`` then drains and closes.
+
+        Only the role's listeners open: a collector has no web UI, the evaluator and the UI no
+        receivers (their ports stay closed, so a misrouted exporter fails loudly)."""
         host = self.settings.host
-        otlp_socket = _listen(host, self.settings.otlp_http_port, "otlp_http_port")
+        listeners: list[tuple[object, socket.socket]] = []
         api_socket = _listen(host, self.settings.api_port, "api_port")
-        zipkin_socket = _listen(host, self.settings.zipkin_port, "zipkin_port")
-        self.otlp_url = f"http://{host}:{otlp_socket.getsockname()[1]}"
         self.api_url = f"http://{host}:{api_socket.getsockname()[1]}"
-        self.zipkin_url = f"http://{host}:{zipkin_socket.getsockname()[1]}"
-        for queue in self.queues.values():
-            queue.start()
-        if not self._roll_up_thread.is_alive() and not self._stop_roll_up.is_set():
-            self._roll_up_thread.start()
-        self._start_scheduler()
-        intake = Intake(self.queues, self.metrics)
-        # grpc.aio binds to the running loop, and stops a server that is garbage collected: keep it.
-        self._grpc = otlp_grpc.create_server(intake, self.settings.max_body_bytes)
-        try:
-            grpc_port = await otlp_grpc.start(self._grpc, host, self.settings.otlp_grpc_port)
-        except OSError as exc:
-            raise StartupError(f"{exc} (otlp_grpc_port)") from exc
-        self.otlp_grpc_address = f"{host}:{grpc_port}"
-        otlp_app = otlp_http.create_app(
-            intake, otlp_http.HttpLimits(max_body_bytes=self.settings.max_body_bytes)
-        )
-        api_app = api.create_app(
-            self.backend, self.registry, self.readiness, self.slos, self.policy.external_url
-        )
-        zipkin_app = zipkin.create_app(intake, max_body_bytes=self.settings.max_body_bytes)
-        self._servers = [self._uvicorn(otlp_app), self._uvicorn(api_app), self._uvicorn(zipkin_app)]
+        if self.settings.receives:
+            otlp_socket = _listen(host, self.settings.otlp_http_port, "otlp_http_port")
+            zipkin_socket = _listen(host, self.settings.zipkin_port, "zipkin_port")
+            self.otlp_url = f"http://{host}:{otlp_socket.getsockname()[1]}"
+            self.zipkin_url = f"http://{host}:{zipkin_socket.getsockname()[1]}"
+            for queue in self.queues.values():
+                queue.start()
+            assert self.metrics is not None
+            intake = Intake(self.queues, self.metrics)
+            # grpc.aio binds to the running loop, and stops a server that is garbage collected: keep it.
+            self._grpc = otlp_grpc.create_server(intake, self.settings.max_body_bytes)
+            try:
+                grpc_port = await otlp_grpc.start(self._grpc, host, self.settings.otlp_grpc_port)
+            except OSError as exc:
+                raise StartupError(f"{exc} (otlp_grpc_port)") from exc
+            self.otlp_grpc_address = f"{host}:{grpc_port}"
+            otlp_app = otlp_http.create_app(
+                intake, otlp_http.HttpLimits(max_body_bytes=self.settings.max_body_bytes)
+            )
+            zipkin_app = zipkin.create_app(intake, max_body_bytes=self.settings.max_body_bytes)
+            listeners += [(otlp_app, otlp_socket), (zipkin_app, zipkin_socket)]
+        if self.settings.evaluates:
+            if not self._roll_up_thread.is_alive() and not self._stop_roll_up.is_set():
+                self._roll_up_thread.start()
+            self._start_scheduler()
+        if self.settings.serves_ui:
+            api_app = api.create_app(
+                self.backend, self.registry, self.readiness, self.slos, self.policy.external_url
+            )
+        else:
+            api_app = api.create_ops_app(self.registry, self.readiness)
+        listeners.insert(0, (api_app, api_socket))
+        self._servers = [self._uvicorn(app) for app, _ in listeners]
         if handle_signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.request_stop)
         tasks = [
             asyncio.create_task(server.serve(sockets=[sock]))
-            for server, sock in zip(self._servers, (otlp_socket, api_socket, zipkin_socket), strict=True)
+            for server, (_, sock) in zip(self._servers, listeners, strict=True)
         ]
         while not all(server.started for server in self._servers):
             await asyncio.sleep(0.02)
-        print(
-            f"sloscope is up: API and UI at {self.api_url}/  OTLP/gRPC at {self.otlp_grpc_address}  "
-            f"OTLP/HTTP at {self.otlp_url}  "
-            f"Zipkin at {self.zipkin_url}/api/v2/spans  "
-            f"store: {self.settings.store_label}",
-            flush=True,
-        )
+        print(self._banner(), flush=True)
         if self.settings.demo:
             self._start_demo()
         await asyncio.gather(*tasks)
-        await self._grpc.stop(5)
+        if self._grpc is not None:
+            await self._grpc.stop(5)
+
+    def _banner(self) -> str:
+        """The start-up line: where each of this role's listeners is."""
+        if self.settings.serves_ui:
+            parts = [f"API and UI at {self.api_url}/"]
+        else:
+            parts = [f"health and metrics at {self.api_url}/readyz and {self.api_url}/metrics"]
+        if self.settings.receives:
+            parts += [
+                f"OTLP/gRPC at {self.otlp_grpc_address}",
+                f"OTLP/HTTP at {self.otlp_url}",
+                f"Zipkin at {self.zipkin_url}/api/v2/spans",
+            ]
+        if self.settings.role == "evaluator":
+            parts.append(f"evaluating {len(self.slos)} SLOs")
+        parts.append(f"store: {self.settings.store_label}")
+        role = "" if self.settings.role == "all" else f" (role {self.settings.role})"
+        return f"sloscope is up{role}: " + "  ".join(parts)
 
     def _start_demo(self) -> None:
         from sloscope.demo import Demo, DemoConfig
@@ -297,7 +347,8 @@ class SloscopeServer:
             self._demo.stop()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)  # a cycle in progress finishes before the store closes
-        self.alerting.close()
+        if self.alerting is not None:
+            self.alerting.close()
         if self._demo_webhook is not None:
             self._demo_webhook.close()
         self._stop_roll_up.set()

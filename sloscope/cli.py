@@ -34,6 +34,11 @@ def _store_flags(parser: argparse.ArgumentParser) -> None:
         help="use a ClickHouse server instead of the embedded store, e.g. "
         "http://user:pass@host:8123/db (SLOSCOPE_CLICKHOUSE_URL)",
     )
+    parser.add_argument(
+        "--clickhouse-cluster",
+        help="ClickHouse cluster to run migrations ON CLUSTER, with replicated tables "
+        "(SLOSCOPE_CLICKHOUSE_CLUSTER, default: a single server)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _store_flags(serve)
+    serve.add_argument(
+        "--role",
+        choices=list(settings.ROLES),
+        help="what this process runs: all (default), collector (receivers and write-ahead log), "
+        "evaluator (SLOs, alerting, service map), ui (web UI and query API); all but 'all' need "
+        "--clickhouse-url (SLOSCOPE_ROLE)",
+    )
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--otlp-http-port", type=int, help="OTLP/HTTP port (default 4318)")
     serve.add_argument("--otlp-grpc-port", type=int, help="OTLP/gRPC port (default 4317)")
@@ -294,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
 
             backend = open_backend(config.data_dir, config.clickhouse_url)
             try:
-                applied = migrations.migrate(backend)
+                applied = migrations.migrate(backend, cluster=config.clickhouse_cluster or None)
             finally:
                 backend.close()
             print(f"applied migrations {applied}" if applied else "schema is up to date")

@@ -6,12 +6,18 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from store.cluster import check_cluster_name
+
 DEFAULT_CORRELATION_KEYS = (
     "correlation.id",
     "correlation_id",
     "x-correlation-id",
     "http.request.header.x-correlation-id",
 )
+
+#: What one ``sloscope serve`` process runs (docs/deploy.md): ``all`` of it, or one part, so that
+#: collectors scale out while the evaluator and the UI run beside them on one ClickHouse server.
+ROLES = ("all", "collector", "evaluator", "ui")
 
 
 class SettingsError(ValueError):
@@ -22,6 +28,10 @@ class SettingsError(ValueError):
 class Settings:
     data_dir: Path = Path(".sloscope-data")
     clickhouse_url: str = ""
+    #: A ClickHouse cluster name: migrations run ``ON CLUSTER`` it (empty: a single server).
+    clickhouse_cluster: str = ""
+    #: One of ROLES; anything but ``all`` needs ``clickhouse_url``.
+    role: str = "all"
     host: str = "127.0.0.1"
     otlp_http_port: int = 4318
     otlp_grpc_port: int = 4317
@@ -52,6 +62,21 @@ class Settings:
     def store_label(self) -> str:
         return "clickhouse-server" if self.clickhouse_url else f"embedded chDB at {self.data_dir}"
 
+    @property
+    def receives(self) -> bool:
+        """This process runs the receivers, the write-ahead log and the flushers."""
+        return self.role in ("all", "collector")
+
+    @property
+    def evaluates(self) -> bool:
+        """This process runs the SLO schedule, alerting and the service map roll-up."""
+        return self.role in ("all", "evaluator")
+
+    @property
+    def serves_ui(self) -> bool:
+        """The API port serves the web UI and the query API, not only health and metrics."""
+        return self.role in ("all", "ui")
+
 
 def _convert(name: str, raw: str, kind: type) -> object:
     try:
@@ -69,6 +94,8 @@ def _convert(name: str, raw: str, kind: type) -> object:
 _KINDS: dict[str, type] = {
     "data_dir": Path,
     "clickhouse_url": str,
+    "clickhouse_cluster": str,
+    "role": str,
     "host": str,
     "otlp_http_port": int,
     "otlp_grpc_port": int,
@@ -80,6 +107,7 @@ _KINDS: dict[str, type] = {
     "max_queue_bytes": int,
     "batch_rows": int,
     "batch_delay": float,
+    "insert_parallelism": int,
     "log_format": str,
     "log_level": str,
     "demo": bool,
@@ -120,6 +148,28 @@ def _validate(s: Settings) -> None:
     if s.clickhouse_url and not s.clickhouse_url.startswith(("http://", "https://")):
         raise SettingsError(
             "clickhouse_url: must start with http:// or https:// (the server's HTTP interface)"
+        )
+    if s.role not in ROLES:
+        raise SettingsError(f"role: must be one of {', '.join(ROLES)}, got {s.role!r}")
+    if s.role != "all" and not s.clickhouse_url:
+        # The embedded store belongs to one process: separate roles only share a server.
+        raise SettingsError(
+            f"role: {s.role!r} needs a ClickHouse server: set clickhouse_url (SLOSCOPE_CLICKHOUSE_URL or "
+            "--clickhouse-url); with the embedded store one process runs every role (role 'all')"
+        )
+    if s.clickhouse_cluster and not s.clickhouse_url:
+        raise SettingsError(
+            "clickhouse_cluster: needs a ClickHouse server: set clickhouse_url (SLOSCOPE_CLICKHOUSE_URL "
+            "or --clickhouse-url)"
+        )
+    if s.clickhouse_cluster:
+        try:
+            check_cluster_name(s.clickhouse_cluster)
+        except ValueError as exc:
+            raise SettingsError(f"clickhouse_cluster: {exc}") from None
+    if s.demo and s.role != "all":
+        raise SettingsError(
+            f"demo: sends traffic to this process's receivers, and role {s.role!r} has none (use role 'all')"
         )
     if s.slo_interval < 60 or s.slo_interval % 60:
         # Evaluations see whole minutes: a shorter or uneven interval would repeat or skip minutes.

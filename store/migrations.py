@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from store.backend import Backend
+from store.cluster import check_cluster_name, cluster_statements, local_table
 from store.sql import queries
 
 log = logging.getLogger(__name__)
@@ -65,14 +66,22 @@ def applied_versions(backend: Backend) -> set[int]:
     return {int(v) for v in rows.column("version").to_pylist()}
 
 
-def migrate(backend: Backend) -> list[int]:
-    """Apply every migration not yet recorded; return the versions applied now (empty: a no-op)."""
+def migrate(backend: Backend, cluster: str | None = None) -> list[int]:
+    """Apply every migration not yet recorded; return the versions applied now (empty: a no-op).
+
+    ``cluster``: a cluster of the server's ``remote_servers``; the statements then run ``ON CLUSTER``
+    with replicated local tables behind Distributed ones (store/cluster.py, docs/deploy.md). Every
+    statement is idempotent (IF [NOT] EXISTS), so instances that start together may both run them.
+    """
+    if cluster:
+        _check_cluster_backend(backend, cluster)
     done = applied_versions(backend)
     applied = []
     for migration in load_migrations():
         if migration.version in done:
             continue
-        for statement in migration.statements:
+        statements = cluster_statements(migration.statements, cluster) if cluster else migration.statements
+        for statement in statements:
             backend.command(statement)
         backend.command(queries.RECORD_MIGRATION, {"version": migration.version, "name": migration.name})
         log.info("applied migration", extra={"version": migration.version, "migration": migration.name})
@@ -86,25 +95,40 @@ def pending(backend: Backend) -> list[int]:
     return [m.version for m in load_migrations() if m.version not in done]
 
 
-def ensure_retention(backend: Backend, days: int) -> list[str]:
+def ensure_retention(backend: Backend, days: int, cluster: str | None = None) -> list[str]:
     """Make every table keep ``days`` days of data (0: keep forever); return the tables changed.
 
     ``CREATE TABLE IF NOT EXISTS`` never alters an existing table, so a changed retention needs
     an explicit ALTER; it is skipped when the TTL already matches, because it rewrites TTL info.
+    With ``cluster`` the TTL lives on the local tables and the ALTER runs ``ON CLUSTER``.
     """
     if days < 0:
         raise ValueError("retention must be 0 (keep forever) or a number of days")
+    if cluster:
+        _check_cluster_backend(backend, cluster)
     changed = []
     for table, column in TTL_COLUMNS.items():
-        engine = backend.query_arrow(queries.TABLE_ENGINE, {"table": table}).column("engine_full")[0].as_py()
+        stored = local_table(table) if cluster else table
+        engine = backend.query_arrow(queries.TABLE_ENGINE, {"table": stored}).column("engine_full")[0].as_py()
         has_ttl = " TTL " in engine
         if days == 0:
             if not has_ttl:
                 continue
-            backend.command(queries.REMOVE_TTL.format(table=table))
+            statement = queries.REMOVE_TTL.format(table=table)
         elif has_ttl and f"toIntervalDay({days})" in engine:
             continue
         else:
-            backend.command(queries.MODIFY_TTL.format(table=table, column=column, days=int(days)))
+            statement = queries.MODIFY_TTL.format(table=table, column=column, days=int(days))
+        for sql in cluster_statements([statement], cluster) if cluster else [statement]:
+            backend.command(sql)
         changed.append(table)
     return changed
+
+
+def _check_cluster_backend(backend: Backend, cluster: str) -> None:
+    check_cluster_name(cluster)
+    if backend.name == "embedded":
+        raise ValueError(
+            f"cluster {cluster!r} needs a ClickHouse server (SLOSCOPE_CLICKHOUSE_URL): the embedded store "
+            "has no replication or Distributed tables"
+        )

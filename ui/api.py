@@ -27,6 +27,35 @@ from ui import (
 )
 
 
+def _install_ops(app: FastAPI, registry: CollectorRegistry, readiness: Callable[[], list[str]]) -> None:
+    """/healthz, /readyz and /metrics: what every role's API port answers."""
+
+    @app.get("/healthz", response_class=PlainTextResponse)
+    def healthz() -> str:
+        """The process is up."""
+        return "ok\n"
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """The store answers, the schema is current and this role's parts run."""
+        problems = await run_in_threadpool(readiness)
+        status = 503 if problems else 200
+        return JSONResponse({"ready": not problems, "problems": problems}, status_code=status)
+
+    @app.get("/metrics")
+    def metrics() -> PlainTextResponse:
+        """Prometheus text exposition of sloscope's own metrics."""
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_ops_app(registry: CollectorRegistry, readiness: Callable[[], list[str]]) -> FastAPI:
+    """The API port of a role without the web UI (collector, evaluator): health, readiness and
+    metrics only; every other path is 404."""
+    app = FastAPI(title="sloscope", docs_url=None, openapi_url=None, redoc_url=None)
+    _install_ops(app, registry, readiness)
+    return app
+
+
 def create_app(
     backend: Backend,
     registry: CollectorRegistry,
@@ -66,22 +95,7 @@ def create_app(
             },
         }
 
-    @app.get("/healthz", response_class=PlainTextResponse)
-    def healthz() -> str:
-        """The process is up."""
-        return "ok\n"
-
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        """The store answers and the schema is current."""
-        problems = await run_in_threadpool(readiness)
-        status = 503 if problems else 200
-        return JSONResponse({"ready": not problems, "problems": problems}, status_code=status)
-
-    @app.get("/metrics")
-    def metrics() -> PlainTextResponse:
-        """Prometheus text exposition of sloscope's own metrics."""
-        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    _install_ops(app, registry, readiness)
 
     # Jaeger's query API for Grafana's Jaeger data source (URL http://HOST:PORT/jaeger) and the Jaeger UI.
     app.include_router(api_explore.router(backend))
