@@ -161,6 +161,7 @@ class SloscopeServer:
         self._grpc: grpc.aio.Server | None = None
         self._demo = None
         self._scheduler = BackgroundScheduler(timezone=UTC)
+        self._scheduler_started = False  # readiness: a schedule that started and then stopped
         self._stop_roll_up = threading.Event()
         self._roll_up_thread = threading.Thread(target=self._roll_up_loop, name="service-map", daemon=True)
 
@@ -209,6 +210,7 @@ class SloscopeServer:
         )
         self._scheduler.add_job(self.evaluate_slos)  # once now, so /metrics and history start at once
         self._scheduler.start()
+        self._scheduler_started = True
 
     def readiness(self) -> list[str]:
         """Reasons the server is not ready to serve its role; empty when it is.
@@ -227,8 +229,8 @@ class SloscopeServer:
             f"{name} flusher cannot write to the store" for name, q in self.queues.items() if not q.healthy
         ]
         if self.settings.evaluates and not self._stop_roll_up.is_set():
-            if self.slos and not self._scheduler.running:
-                problems.append("SLO evaluation schedule not running")
+            if self._scheduler_started and not self._scheduler.running:
+                problems.append("SLO evaluation schedule stopped")
             if not self._roll_up_thread.is_alive():
                 problems.append("service map roll-up not running")
         return problems
