@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterator
 
 #: The Distributed tables' sharding keys. Rows that must meet stay on one shard: a trace's spans and
 #: its logs (joins and lookups by trace id run shard by shard), and every version of a
@@ -213,9 +214,10 @@ def _skip_space(sql: str, at: int) -> int:
     return at
 
 
-def _matching_paren(sql: str, at: int) -> int:
-    """Index of the ``)`` closing the ``(`` at ``at``, skipping quoted strings and identifiers."""
-    depth, i, quote = 0, at, ""
+def _unquoted(sql: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """(index, character, parenthesis depth after it) of every character outside quoted strings
+    and identifiers, from ``start``."""
+    depth, i, quote = 0, start, ""
     while i < len(sql):
         ch = sql[i]
         if quote:
@@ -225,38 +227,24 @@ def _matching_paren(sql: str, at: int) -> int:
                 quote = ""
         elif ch in "'`\"":
             quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return i
+        else:
+            depth += (ch == "(") - (ch == ")")
+            yield i, ch, depth
         i += 1
+
+
+def _matching_paren(sql: str, at: int) -> int:
+    """Index of the ``)`` closing the ``(`` at ``at``, skipping quoted strings and identifiers."""
+    for i, ch, depth in _unquoted(sql, at):
+        if ch == ")" and depth == 0:
+            return i
     raise ClusterDDLError(f"unbalanced parentheses:\n{sql}")
 
 
 def _split_top_level(text: str) -> list[str]:
     """``text`` split at commas outside parentheses and quotes."""
-    parts, depth, start, i, quote = [], 0, 0, 0, ""
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == "\\":
-                i += 1
-            elif ch == quote:
-                quote = ""
-        elif ch in "'`\"":
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-        i += 1
-    parts.append(text[start:])
-    return parts
+    cuts = [i for i, ch, depth in _unquoted(text) if ch == "," and depth == 0]
+    return [text[a + 1 : b] for a, b in zip([-1, *cuts], [*cuts, len(text)], strict=True)]
 
 
 def render(cluster: str) -> str:
