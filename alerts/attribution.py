@@ -22,6 +22,7 @@ from alerts.model import Attribution, Contributor, ExampleTrace
 from slo import sli as slis
 from slo.model import MINUTE_S, LogSli, MetricSli, Slo, SpanSli
 from store.backend import Backend
+from store.tenancy import tenant_scope
 
 NS = 10**9
 #: The breakdown dimensions besides the operation (span name). Log and metric SLIs, which have no
@@ -69,7 +70,11 @@ def attribute(
     if end_s == start_s:
         return Attribution()
     top, examples = min(top, MAX_TOP), min(examples, MAX_EXAMPLES)
-    window = _Window(backend, slo, labels, start_s, end_s)
+    with tenant_scope(slo.tenant or None):  # the SLO's tenant's events, traces and logs only
+        return _attribute(_Window(backend, slo, labels, start_s, end_s), slo, top, examples)
+
+
+def _attribute(window: _Window, slo: Slo, top: int, examples: int) -> Attribution:
     sli = slo.sli
     if isinstance(sli, SpanSli):
         attribution = window.span_contributors(top)

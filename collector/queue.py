@@ -20,14 +20,51 @@ from pathlib import Path
 from typing import Protocol
 
 from collector.telemetry import CollectorMetrics
-from collector.wal import Record, WriteAheadLog, fsync_dir
+from collector.wal import Record, WalFull, WriteAheadLog, fsync_dir
 from store.backend import StoreUnavailable
+from store.tenancy import check_tenant
 
 log = logging.getLogger(__name__)
 
 
 class BatchWriter(Protocol):
-    def write(self, signal: str, messages: list[bytes], token: str) -> None: ...
+    def write(self, signal: str, messages: list[bytes], token: str, tenant: str = "") -> None: ...
+
+
+# A record of a tenant other than the default one starts with 0x00, the tenant's length and name. An
+# OTLP request never starts with 0x00 (field number 0 does not exist), so records written before
+# tenants existed read as the default tenant's.
+_TENANT_MARK = 0
+
+
+def frame(payload: bytes, tenant: str) -> bytes:
+    """The log record of ``payload`` sent by ``tenant`` (the payload itself for the default tenant)."""
+    if not tenant:
+        return payload
+    name = check_tenant(tenant).encode()
+    return bytes((_TENANT_MARK, len(name))) + name + payload
+
+
+def unframe(record: bytes) -> tuple[str, bytes]:
+    """(tenant, payload) of a log record written by ``frame``."""
+    if not record or record[0] != _TENANT_MARK:
+        return "", record
+    end = 2 + record[1]
+    return record[2:end].decode(), record[end:]
+
+
+def by_tenant(records: list[Record]) -> dict[str, list[Record]]:
+    """``records`` grouped by tenant, each group in log order (and the groups in order of appearance,
+    so a replay cuts a batch into the same statements)."""
+    groups: dict[str, list[Record]] = {}
+    for record in records:
+        groups.setdefault(unframe(record.payload)[0], []).append(record)
+    return groups
+
+
+def tenant_token(token: str, tenant: str) -> str:
+    """The deduplication token of ``tenant``'s part of a write (the default tenant's is unchanged)."""
+    return f"{token}:tenant={tenant}" if tenant else token
 
 
 class QueueFull(RuntimeError):
@@ -39,7 +76,12 @@ class QueueLimits:
     max_batch_rows: int = 200_000
     max_batch_delay: float = 1.0
     max_batch_bytes: int = 128 << 20
+    #: Acknowledged but not yet stored, while the store takes data: beyond it exports get 429.
     max_queue_bytes: int = 512 << 20
+    #: The log's segments on disk (0: no cap): beyond it exports get 503, whatever the store does.
+    max_wal_bytes: int = 2 << 30
+    #: Free space the log leaves on its filesystem (0: none): below it exports get 503.
+    min_free_bytes: int = 0
     segment_bytes: int = 64 << 20
     refusals_before_split: int = 3
     #: parts of a batch written at once, each by its own statements (the store must allow as many)
@@ -93,8 +135,14 @@ class DurableQueue:
         directory.mkdir(parents=True, exist_ok=True)
         self._checkpoint_path = directory / "checkpoint.json"
         self._incarnation = self._load_incarnation()
-        self.wal = WriteAheadLog(directory / "segments", segment_bytes=limits.segment_bytes)
+        self.wal = WriteAheadLog(
+            directory / "segments",
+            segment_bytes=limits.segment_bytes,
+            max_bytes=limits.max_wal_bytes,
+            min_free_bytes=limits.min_free_bytes,
+        )
         self.checkpoint = Checkpoint.load(self._checkpoint_path)
+        self.wal.drop_before(self.checkpoint.flushed)  # the log learns what is stored already
         self._lock = threading.Lock()
         self.pending_rows = 0
         self.pending_bytes = 0
@@ -131,16 +179,29 @@ class DurableQueue:
 
     # -- producer side ---------------------------------------------------------------------
 
-    def submit(self, payload: bytes, rows: int) -> Future[int]:
-        """Queue a request for the log; raises QueueFull when the backlog is at its limit."""
+    def submit(self, payload: bytes, rows: int, tenant: str = "") -> Future[int]:
+        """Queue a request of ``tenant`` for the log; raises QueueFull when the backlog is at its limit."""
+        payload = frame(payload, tenant)
         size = len(payload)
         with self._lock:
             backlog = self.pending_bytes + self._reserved
             # An empty queue takes any one request, or one larger than the limit could never land.
-            if backlog and backlog + size > self.limits.max_queue_bytes:
+            # The backlog limit asks clients to slow down for a store that is behind; against a store
+            # that takes nothing, slowing down does not help: the log rides the outage out up to its
+            # own cap (max_wal_bytes, 503), and the limit applies again while the backlog drains.
+            if backlog and backlog + size > self.limits.max_queue_bytes and self.healthy:
                 raise QueueFull(f"{self.signal} queue holds {self.pending_bytes} bytes not yet stored")
             self._reserved += size
-        future = self.wal.submit(payload, rows)
+        try:
+            future = self.wal.submit(payload, rows)
+        except WalFull as exc:
+            with self._lock:
+                self._reserved -= size
+            raise WalFull(f"{self.signal} {exc}; {self._store_state()}") from None
+        except BaseException:
+            with self._lock:
+                self._reserved -= size
+            raise
 
         def account(done: Future[int]) -> None:
             with self._lock:
@@ -151,6 +212,35 @@ class DurableQueue:
 
         future.add_done_callback(account)
         return future
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _store_state(self) -> str:
+        return "the store is not taking data" if not self.healthy else "the store is behind"
+
+    def problems(self, store: bool = True) -> list[str]:
+        """Why this queue cannot take data now, and with ``store`` also why it cannot store it, for
+        /readyz (empty when it can)."""
+        out = []
+        if store and not self.healthy:
+            out.append(
+                f"{self.signal} flusher cannot write to the store "
+                f"(write-ahead log {self.wal.disk_bytes} of {self.limits.max_wal_bytes or 'unlimited'} bytes)"
+            )
+        problem = self.wal.problem()
+        if problem.startswith("write-ahead log full"):
+            out.append(f"{self.signal} {problem}; {self._store_state()}")
+        elif problem:
+            out.append(f"{self.signal} {problem}")
+        return out
+
+    def unflushed_since(self) -> float | None:
+        """About when (unix seconds) the oldest acknowledged record not yet in the store was
+        acknowledged; None when everything acknowledged is stored."""
+        flushed = self.checkpoint.flushed
+        if flushed >= self.wal.durable_seq:
+            return None
+        return self.wal.written_at(flushed) or time.time()
 
     # -- flusher side ------------------------------------------------------------------------
 
@@ -226,27 +316,32 @@ class DurableQueue:
         return True
 
     def _write_part(self, records: list[Record], token: str) -> bool:
-        """Write one part; if the engine refuses it, write its requests one by one and set aside the
-        ones refused (their tokens are deterministic too). False if the queue was stopped first."""
-        outcome = self._write(records, token)
-        if outcome is None:
-            return False
-        if not outcome:
-            for record in records:
-                single = self._write([record], self._token(record.seq, record.seq))
-                if single is None:
-                    return False
-                if not single:
-                    self._quarantine(record)
+        """Write one part, one statement group per tenant in it; if the engine refuses a group, write
+        its requests one by one and set aside the ones refused (their tokens are deterministic too).
+        False if the queue was stopped first."""
+        for tenant, group in by_tenant(records).items():
+            outcome = self._write(group, tenant_token(token, tenant), tenant)
+            if outcome is None:
+                return False
+            if not outcome:
+                for record in group:
+                    single_token = tenant_token(self._token(record.seq, record.seq), tenant)
+                    single = self._write([record], single_token, tenant)
+                    if single is None:
+                        return False
+                    if not single:
+                        self._quarantine(record)
         return True
 
-    def _write(self, records: list[Record], token: str) -> bool | None:
-        """True: written. False: refused by the engine several times. None: stopped while retrying."""
+    def _write(self, records: list[Record], token: str, tenant: str) -> bool | None:
+        """True: written. False: refused by the engine several times. None: stopped while retrying.
+
+        ``records`` are all ``tenant``'s."""
         delay = 0.1
         refusals = 0
         while True:
             try:
-                self.writer.write(self.signal, [r.payload for r in records], token)
+                self.writer.write(self.signal, [unframe(r.payload)[1] for r in records], token, tenant)
                 self.healthy = True
                 return True
             except (StoreUnavailable, OSError) as exc:
@@ -269,11 +364,18 @@ class DurableQueue:
         """Keep a request the store refuses out of the way, on disk, for a person to look at."""
         folder = self.directory / "quarantine"
         folder.mkdir(exist_ok=True)
-        (folder / f"{record.seq:020d}.pb").write_bytes(record.payload)
+        tenant, payload = unframe(record.payload)
+        (folder / f"{record.seq:020d}{'.' + tenant if tenant else ''}.pb").write_bytes(payload)
         self.metrics.rejected.labels(self.signal, "store_refused").inc(record.rows)
         log.error(
             "store refused a request; kept in quarantine",
-            extra={"signal": self.signal, "seq": record.seq, "rows": record.rows, "folder": str(folder)},
+            extra={
+                "signal": self.signal,
+                "seq": record.seq,
+                "rows": record.rows,
+                "tenant": tenant,
+                "folder": str(folder),
+            },
         )
 
     def stop(self, drain_timeout: float = 10.0) -> None:

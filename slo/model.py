@@ -250,6 +250,9 @@ class Slo:
     annotations: tuple[tuple[str, str], ...] = ()
     group_by: tuple[str, ...] = ()
     alerting: AlertPolicy | None = None
+    #: The tenant whose data the SLI reads, and whose users see the SLO ("": every tenant's data,
+    #: seen only by users bound to no tenant).
+    tenant: str = ""
     #: Where it was defined, ``file:line``, for messages.
     source: str = ""
 

@@ -66,6 +66,7 @@ from slo.spec import (
     read_span_bad,
     read_span_selection,
 )
+from store.tenancy import check_tenant
 
 KINDS = ("SLO", "SLI", "AlertPolicy", "AlertCondition", "AlertNotificationTarget", "Service")
 METADATA_KEYS = ("name", "displayName", "labels", "annotations")
@@ -752,6 +753,8 @@ def read_slo(docs: Documents, obj: _Object) -> Slo | None:
             f"no Service named {service!r} ({one_of(service, list(docs.objects['Service']))})",
         )
     description = r.text(fields.get("description"), join(path, "description"))
+    # OpenSLO has no tenant field: the metadata label ``tenant`` names it (also kept as a label).
+    tenant = _tenant_label(r, obj.metadata.get("labels"), join(obj.path, "metadata.labels.tenant"))
     indicator: object = None
     if ("indicator" in fields) == ("indicatorRef" in fields):
         problem = (
@@ -823,8 +826,22 @@ def read_slo(docs: Documents, obj: _Object) -> Slo | None:
         annotations=annotations,
         group_by=groups,
         alerting=alerting,
+        tenant=tenant,
         source=f"{r.file}:{obj.node.start_mark.line + 1}",
     )
+
+
+def _tenant_label(r: Reader, labels: Node | None, path: str) -> str:
+    """The value of the ``tenant`` label (store/tenancy.py names), "" without one."""
+    if not isinstance(labels, MappingNode):
+        return ""
+    for key, value in labels.value:
+        if isinstance(key, ScalarNode) and key.value == "tenant" and isinstance(value, ScalarNode):
+            try:
+                return check_tenant(value.value)
+            except ValueError as exc:
+                r.error(value, path, str(exc))
+    return ""
 
 
 def _split_annotations(obj: _Object) -> tuple[Node | None, Node | None]:

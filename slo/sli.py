@@ -38,6 +38,7 @@ from slo.series import MinuteCounts
 from store import red
 from store.backend import Backend
 from store.explore import tokens
+from store.tenancy import tenant_scope
 
 NS = 10**9
 #: How far before the range a metric stream's previous point is looked for: a cumulative stream
@@ -88,15 +89,17 @@ def minute_counts(
     if end_s < start_s:
         raise ValueError(f"end_s ({end_s}) is before start_s ({start_s})")
     sli = slo.sli
-    if isinstance(sli, SpanSli):
-        plan = _roll_up_plan(slo, sli)
-        if roll_up and isinstance(plan, dict):
-            return _spans_roll_up(backend, slo, sli, plan, start_s, end_s)
-        return _spans_raw(backend, slo, sli, start_s, end_s)
-    if isinstance(sli, LogSli):
-        return _logs(backend, slo, sli, start_s, end_s)
-    if isinstance(sli, MetricSli):
-        return _metrics(backend, slo, sli, start_s, end_s)
+    # An SLO of a tenant counts only that tenant's events; one without a tenant counts every tenant's.
+    with tenant_scope(slo.tenant or None):
+        if isinstance(sli, SpanSli):
+            plan = _roll_up_plan(slo, sli)
+            if roll_up and isinstance(plan, dict):
+                return _spans_roll_up(backend, slo, sli, plan, start_s, end_s)
+            return _spans_raw(backend, slo, sli, start_s, end_s)
+        if isinstance(sli, LogSli):
+            return _logs(backend, slo, sli, start_s, end_s)
+        if isinstance(sli, MetricSli):
+            return _metrics(backend, slo, sli, start_s, end_s)
     raise TypeError(f"SLO {slo.name!r}: unknown SLI type {type(sli).__name__}")
 
 

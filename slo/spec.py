@@ -50,6 +50,7 @@ from slo.model import (
     format_duration,
     parse_duration,
 )
+from store.tenancy import check_tenant
 
 NATIVE_API_VERSION = "sloscope/v1"
 OPENSLO_API_VERSION = "openslo/v1"
@@ -811,6 +812,7 @@ SLO_KEYS = (
     "group_by",
     "annotations",
     "alerting",
+    "tenant",
 )
 BUDGETING_METHODS: tuple[str, ...] = get_args(BudgetingMethod)
 
@@ -992,6 +994,20 @@ def placeholder_values(
     }
 
 
+def read_tenant(r: Reader, node: Node | None, path: str) -> str | None:
+    """The tenant whose data an SLO reads (store/tenancy.py names); "" when not given."""
+    if node is None:
+        return ""
+    text = r.text(node, path)
+    if text is None:
+        return None
+    try:
+        return check_tenant(text)
+    except ValueError as exc:
+        r.error(node, path, str(exc))
+        return None
+
+
 def read_native_slo(r: Reader, node: Node, path: str) -> Slo | None:
     fields = r.mapping(node, path, SLO_KEYS, required=("name", "service", "objective", "sli"))
     if fields is None:
@@ -1011,6 +1027,7 @@ def read_native_slo(r: Reader, node: Node, path: str) -> Slo | None:
     alerting = read_alerting(r, fields.get("alerting"), join(path, "alerting"), window)
     values = placeholder_values(name or "", service or "", objective, window, description or "")
     annotations = read_annotations(r, fields.get("annotations"), join(path, "annotations"), values, labels)
+    tenant = read_tenant(r, fields.get("tenant"), join(path, "tenant"))
     if r.count > start:
         return None
     assert name and service and objective is not None and window and budgeting and sli
@@ -1027,6 +1044,7 @@ def read_native_slo(r: Reader, node: Node, path: str) -> Slo | None:
         annotations=annotations,
         group_by=group_by,
         alerting=alerting,
+        tenant=tenant or "",
         source=f"{r.file}:{node.start_mark.line + 1}",
     )
 

@@ -82,6 +82,7 @@ _CREATE_VIEW = re.compile(rf"CREATE\s+VIEW\s+(IF\s+NOT\s+EXISTS\s+)?({_IDENT})\s
 _ALTER = re.compile(rf"ALTER\s+TABLE\s+({_IDENT})\s+(.*)", re.I | re.S)
 _DROP = re.compile(rf"DROP\s+(TABLE|VIEW)\s+(IF\s+EXISTS\s+)?({_IDENT})", re.I)
 _COLUMN_COMMAND = re.compile(r"(ADD|DROP|MODIFY|RENAME|COMMENT)\s+COLUMN\b", re.I)
+_MODIFY_ORDER_BY = re.compile(r"MODIFY\s+ORDER\s+BY\b", re.I)
 # A table in FROM or JOIN: not a subquery "(", a table function "name(" or a qualified "db.table".
 _SOURCE_TABLE = re.compile(rf"\b(FROM|JOIN)(\s+)({_IDENT})\b(?!\s*[.(])", re.I)
 
@@ -181,12 +182,16 @@ def _alter(table: str, commands: str, cluster: str, sql: str) -> list[str]:
     local = f"ALTER TABLE {local_table(table)} ON CLUSTER {cluster}\n    {commands.strip()}"
     if not any(column):
         return [local]  # projections, indexes, TTL, mutations: storage of the local tables only
-    if not all(column):
+    # A sorting key may grow only by a column added in the same ALTER: that pair must stay together,
+    # and the key is the local tables' business alone.
+    sort_key = [bool(_MODIFY_ORDER_BY.match(p.strip())) for p in parts]
+    if not all(c or k for c, k in zip(column, sort_key, strict=True)):
         raise ClusterDDLError(
             f"table {table}: split column changes and other changes into separate ALTERs:\n{sql}"
         )
+    columns = ",".join(p for p, c in zip(parts, column, strict=True) if c)
     # A Distributed table stores nothing: its columns take the type without the codec.
-    distributed = f"ALTER TABLE {table} ON CLUSTER {cluster}\n    {_without_codecs(commands).strip()}"
+    distributed = f"ALTER TABLE {table} ON CLUSTER {cluster}\n    {_without_codecs(columns).strip()}"
     # The Distributed table must never name a column its local tables lack: add below it first, drop
     # from it first.
     dropping = any(re.match(r"(DROP|RENAME)\s+COLUMN\b", p.strip(), re.I) for p in parts)

@@ -15,6 +15,7 @@ import pyarrow as pa
 from chdb import session as chdb_session
 
 from store.backend import INPUT, StoreError, StoreUnavailable, settings_clause, sql_string
+from store.tenancy import scoped
 
 
 class EmbeddedBackend:
@@ -57,7 +58,7 @@ class EmbeddedBackend:
 
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         with self._read_lock:
-            result = self._run(self._reader, sql, "Arrow", params)
+            result = self._run(self._reader, scoped(sql), "Arrow", params)
         raw = result.bytes()
         if not raw:
             return pa.table({})

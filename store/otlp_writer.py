@@ -36,14 +36,14 @@ class OtlpWriter:
             signal: ingest.statements_for(signal, correlation_keys) for signal in ingest.SIGNALS
         }
 
-    def write(self, signal: str, messages: Sequence[bytes], token: str) -> None:
-        """Store ``messages`` of ``signal`` under the deduplication ``token``."""
+    def write(self, signal: str, messages: Sequence[bytes], token: str, tenant: str = "") -> None:
+        """Store ``messages`` of ``signal`` as rows of ``tenant`` under the deduplication ``token``."""
         data = length_delimited(messages)
         structure = ingest.SIGNALS[signal][1]
         settings = ingest.format_settings(signal)
         for statement in self._statements[signal]:
             self.backend.insert_from(
-                statement.sql,
+                ingest.for_tenant(statement.sql, tenant),
                 data,
                 "Protobuf",
                 structure,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import clickhouse_connect
 import pyarrow as pa
@@ -19,6 +19,7 @@ from clickhouse_connect.driver.exceptions import Error as ClickHouseDriverError
 from clickhouse_connect.driver.exceptions import OperationalError
 
 from store.backend import INPUT, StoreError, StoreUnavailable, sql_string
+from store.tenancy import scoped
 
 #: Server error codes after which the same statement may well succeed later: overload, back-pressure,
 #: replication/keeper trouble, refused credentials (an operator fixes those; the data stays valid).
@@ -44,7 +45,10 @@ TRANSIENT_CODES = frozenset(
 
 
 class ServerBackend:
-    """A ClickHouse server reached at ``url`` (``http[s]://user:password@host:port/database``).
+    """A ClickHouse server reached at ``url`` (``http[s]://[user[:password]@]host:port/database``).
+
+    ``user`` and ``password`` (sloscope's ``clickhouse_user`` and ``clickhouse_password``, from the
+    environment or a file) take the place of the URL's; the password is masked in every error.
 
     One clickhouse-connect client serves all threads. It is created without a session id: HTTP
     sessions serialise requests (the client refuses concurrent use of one session), and we keep no
@@ -53,7 +57,15 @@ class ServerBackend:
 
     name = "server"
 
-    def __init__(self, url: str, *, connect_timeout: int = 10, send_receive_timeout: int = 300) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        user: str = "",
+        password: str = "",
+        connect_timeout: int = 10,
+        send_receive_timeout: int = 300,
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"ClickHouse URL must start with http:// or https://, got {_redact(url)!r}")
@@ -66,6 +78,12 @@ class ServerBackend:
             raise ValueError(f"bad port in ClickHouse URL {_redact(url)!r}") from exc
         self.database = unquote(parts.path.strip("/")) or "default"
         self.url = _redact(url)
+        username = user or (unquote(parts.username) if parts.username else "default")
+        password = password or (unquote(parts.password) if parts.password else "")
+        #: Masked in error messages: a driver or server message quoting the password must not reach
+        #: a log, /readyz or a page.
+        forms = {password, quote(password, safe=""), parts.password or ""}
+        self._secrets = tuple(sorted((f for f in forms if len(f) >= 4), key=len, reverse=True))
         self._closed = False
         self._close_lock = threading.Lock()
         try:
@@ -74,8 +92,8 @@ class ServerBackend:
             self._client = clickhouse_connect.get_client(
                 host=parts.hostname,
                 port=port,
-                username=unquote(parts.username) if parts.username else "default",
-                password=unquote(parts.password) if parts.password else "",
+                username=username,
+                password=password,
                 database=self.database,
                 interface=parts.scheme,
                 secure=secure,
@@ -87,7 +105,7 @@ class ServerBackend:
                 client_name="sloscope",
             )
         except ClickHouseDriverError as exc:
-            raise _translate(exc, f"cannot connect to ClickHouse at {self.url}: ") from exc
+            raise _translate(exc, f"cannot connect to ClickHouse at {self.url}: ", self._secrets) from exc
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         """Run a statement that returns nothing (DDL, INSERT ... SELECT)."""
@@ -99,7 +117,9 @@ class ServerBackend:
         clickhouse-connect asks for String columns as Arrow strings, which is also chDB's default, so
         both backends return the same Arrow types.
         """
-        return self._call(self._client.query_arrow, sql, parameters=dict(params) if params else None)
+        return self._call(
+            self._client.query_arrow, scoped(sql), parameters=dict(params) if params else None
+        )
 
     def insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None = None) -> None:
         """Insert an Arrow table; a repeated ``dedup_token`` makes the server drop the repeat."""
@@ -132,16 +152,21 @@ class ServerBackend:
         try:
             return method(*args, **kwargs)
         except ClickHouseDriverError as exc:
-            raise _translate(exc) from exc
+            raise _translate(exc, "", self._secrets) from exc
 
 
-def _translate(exc: ClickHouseDriverError, prefix: str = "") -> StoreError | StoreUnavailable:
+def _translate(
+    exc: ClickHouseDriverError, prefix: str = "", secrets: tuple[str, ...] = ()
+) -> StoreError | StoreUnavailable:
     """Map a clickhouse-connect error onto the store's two kinds.
 
     A transport failure (refused connection, timeout, reset, HTTP 503) has no server error code and
     is an OperationalError; a statement the server rejected carries its code.
     """
-    message = prefix + _short(str(exc))
+    text = str(exc)
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    message = prefix + _short(text)
     code = getattr(exc, "code", None)
     if code is None and isinstance(exc, OperationalError):
         return StoreUnavailable(message)

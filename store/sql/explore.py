@@ -45,24 +45,29 @@ _DEPENDENCY_BUCKETS = f"""
 SELECT parent.service_name AS caller, child.service_name AS callee, {{bucket}} lat_bucket,
     count() AS n, countIf(child.status_code = 'ERROR') AS n_err, sum(child.duration) AS dur
 FROM (
-    SELECT trace_id, span_id, service_name
+    SELECT trace_id, span_id, service_name, tenant
     FROM spans
     PREWHERE timestamp >= fromUnixTimestamp64Nano({{{{parent_start:Int64}}}})
          AND timestamp <= fromUnixTimestamp64Nano({{{{end:Int64}}}})
 ) AS parent
 INNER JOIN (
-    SELECT trace_id, parent_span_id, service_name, timestamp, duration, status_code,
+    SELECT trace_id, parent_span_id, service_name, tenant, timestamp, duration, status_code,
         {LATENCY_BUCKET}
     FROM spans
     PREWHERE timestamp >= fromUnixTimestamp64Nano({{{{start:Int64}}}})
          AND timestamp <= fromUnixTimestamp64Nano({{{{end:Int64}}}})
          AND parent_span_id != {ZERO_SPAN}
 ) AS child ON child.trace_id = parent.trace_id AND child.parent_span_id = parent.span_id
+    AND child.tenant = parent.tenant
 WHERE parent.service_name != child.service_name
 GROUP BY caller, callee, {{bucket_key}} lat_bucket
 """
-#: Edge sums per latency bucket over the whole range (also the roll-up's source, store/sql/service_map.py).
+#: Edge sums per latency bucket over the whole range.
 DEPENDENCY_BUCKETS = _DEPENDENCY_BUCKETS.format(bucket="", bucket_key="")
+#: The same per tenant (a call never crosses tenants): the roll-up's source, store/sql/service_map.py.
+TENANT_DEPENDENCY_BUCKETS = _DEPENDENCY_BUCKETS.format(
+    bucket="child.tenant AS edge_tenant,", bucket_key="edge_tenant,"
+)
 # Per {step_s}-second bucket of the child's start: bucket_s is unix seconds, a multiple of the step
 # since the epoch, as store/sql/service_map.py buckets stored minutes.
 _STEP_BUCKETS = _DEPENDENCY_BUCKETS.format(

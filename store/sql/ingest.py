@@ -15,6 +15,10 @@ from functools import cache
 from importlib import resources
 
 from store.backend import INPUT, sql_string
+from store.tenancy import check_tenant
+
+#: Where a statement names the tenant its rows belong to: the caller's, never the payload's.
+TENANT = "__SLOSCOPE_TENANT__"
 
 _ONEOF = (
     "Enum8('none' = 0, 'string_value' = 1, 'bool_value' = 2, 'int_value' = 3, 'double_value' = 4, "
@@ -234,7 +238,7 @@ def trace_statements(correlation_keys: Sequence[str]) -> list[IngestStatement]:
     service_name, resource_attributes, resource_attribute_types, scope_name, scope_version, attributes,
     attribute_types, duration, status_code, status_message, `events.timestamp`, `events.name`,
     `events.attributes`, `links.trace_id`, `links.span_id`, `links.trace_state`, `links.attributes`,
-    dropped_attributes_count, dropped_events_count, dropped_links_count, correlation_id)
+    dropped_attributes_count, dropped_events_count, dropped_links_count, correlation_id, tenant)
 SELECT {_time("s.start_time_unix_nano")}, {_fixed("s.trace_id", 16)}, {_fixed("s.span_id", 8)},
     {_fixed("s.parent_span_id", 8)}, s.trace_state, s.flags, s.name,
     transform(s.kind, [0, 1, 2, 3, 4, 5],
@@ -248,7 +252,7 @@ SELECT {_time("s.start_time_unix_nano")}, {_fixed("s.trace_id", 16)}, {_fixed("s
     arrayMap(l -> {_fixed("l.trace_id", 16)}, s.links), arrayMap(l -> {_fixed("l.span_id", 8)}, s.links),
     s.links.trace_state, arrayMap(l -> {attr_map("l.attributes", full=False)}, s.links),
     s.dropped_attributes_count, s.dropped_events_count, s.dropped_links_count,
-    {_correlation(correlation_keys, "s.attributes.key", "span_attrs")}
+    {_correlation(correlation_keys, "s.attributes.key", "span_attrs")}, {TENANT}
 {_resource_scope("spans", "spans", "s", correlation_keys)}"""
     return [IngestStatement("spans", sql)]
 
@@ -257,20 +261,20 @@ def log_statements(correlation_keys: Sequence[str]) -> list[IngestStatement]:
     """Statements storing ExportLogsServiceRequest messages."""
     sql = f"""INSERT INTO logs (timestamp, observed_timestamp, trace_id, span_id, flags, severity_text,
     severity_number, service_name, body, body_type, event_name, resource_attributes, resource_attribute_types,
-    scope_name, scope_version, attributes, attribute_types, dropped_attributes_count, correlation_id)
+    scope_name, scope_version, attributes, attribute_types, dropped_attributes_count, correlation_id, tenant)
 SELECT {_time("if(l.time_unix_nano != 0, l.time_unix_nano, l.observed_time_unix_nano)")},
     {_time("l.observed_time_unix_nano")}, {_fixed("l.trace_id", 16)}, {_fixed("l.span_id", 8)}, l.flags,
     l.severity_text, toUInt8(greatest(least(l.severity_number, 24), 0)), service_name,
     {any_value_text("l.body")}, {value_type("l.body")}, l.event_name, res_attrs, res_types, scope_name,
     scope_version, {attr_map("l.attributes")} AS log_attrs, {attr_types("l.attributes")},
-    l.dropped_attributes_count, {_correlation(correlation_keys, "l.attributes.key", "log_attrs")}
+    l.dropped_attributes_count, {_correlation(correlation_keys, "l.attributes.key", "log_attrs")}, {TENANT}
 {_resource_scope("logs", "log_records", "l", correlation_keys)}"""
     return [IngestStatement("logs", sql)]
 
 
 _METRIC_COLUMNS = (
     "service_name, resource_attributes, scope_name, scope_version, metric_name, metric_description, "
-    "metric_unit, attributes, start_timestamp, timestamp, flags"
+    "metric_unit, attributes, start_timestamp, timestamp, flags, tenant"
 )
 
 
@@ -278,7 +282,7 @@ def _metric_values(point: str) -> str:
     return (
         f"service_name, res_attrs, scope_name, scope_version, m.name, m.description, m.unit, "
         f"{attr_map(point + '.attributes')}, {_time(point + '.start_time_unix_nano')}, "
-        f"{_time(point + '.time_unix_nano')}, {point}.flags"
+        f"{_time(point + '.time_unix_nano')}, {point}.flags, {TENANT}"
     )
 
 
@@ -365,6 +369,11 @@ def statements_for(signal: str, correlation_keys: Sequence[str]) -> list[IngestS
     if signal == "metrics":
         return metric_statements()
     raise ValueError(f"unknown signal {signal!r}")
+
+
+def for_tenant(sql: str, tenant: str) -> str:
+    """``sql`` storing its rows under ``tenant`` (checked: it is inlined as a literal)."""
+    return sql.replace(TENANT, sql_string(check_tenant(tenant)) if tenant else "''")
 
 
 def format_settings(signal: str) -> dict[str, str | int]:

@@ -6,7 +6,7 @@ nanoseconds (Int64). Stored reads return the same columns as the query-time join
 (``store/sql/explore.py`` ``EDGE_SUMS``), so both merge row by row.
 """
 
-from store.sql.explore import DEPENDENCY_BUCKETS, ZERO_SPAN
+from store.sql.explore import TENANT_DEPENDENCY_BUCKETS, ZERO_SPAN
 
 # One minute's edges: the query-time join over [minute, minute + 60 s) (children; parents from
 # {parent_start}), stored under {minute}. The caller appends the SETTINGS clause (join settings and
@@ -14,13 +14,13 @@ from store.sql.explore import DEPENDENCY_BUCKETS, ZERO_SPAN
 # a minute's few rows stay one block, so a repeat under the same token is dropped as a whole.
 # Aliases differ from the table's columns (INSERT ... SELECT maps columns by position).
 ROLL_UP_MINUTE = f"""
-INSERT INTO service_edges_1m (minute, caller, callee, calls, errors, duration_sum, latency)
-SELECT toDateTime({{minute:UInt32}}, 'UTC') AS edge_minute, caller, callee,
+INSERT INTO service_edges_1m (minute, caller, callee, tenant, calls, errors, duration_sum, latency)
+SELECT toDateTime({{minute:UInt32}}, 'UTC') AS edge_minute, caller, callee, edge_tenant,
     sum(n) AS n_calls, sum(n_err) AS n_errors, sum(dur) AS dur_sum,
     sumMap([lat_bucket], [n]) AS histogram
-FROM ({DEPENDENCY_BUCKETS})
-GROUP BY caller, callee
-ORDER BY caller, callee
+FROM ({TENANT_DEPENDENCY_BUCKETS})
+GROUP BY caller, callee, edge_tenant
+ORDER BY caller, callee, edge_tenant
 """
 
 # Minutes in [start, end) that have child spans at all; the others are recorded without a join.
