@@ -715,3 +715,28 @@ def test_anchors_merge_keys_and_extension_keys(tmp_path: Path) -> None:
     )
     # An explicit key overrides the merged one, and is not a duplicate.
     assert (slo.name, slo.service, slo.objective) == ("a", "shop", Decimal("99.5"))
+
+
+def test_tenant_in_both_formats(tmp_path: Path) -> None:
+    native = """
+    slos:
+      - {name: a, service: s, objective: 99, tenant: acme, sli: {logs: {bad: {severity_min: ERROR}}}}
+    """
+    assert load_one(tmp_path, native).tenant == "acme"
+    assert load_one(tmp_path, native.replace(" tenant: acme,", "")).tenant == ""
+    bad = errors_of(tmp_path, native.replace("tenant: acme", "tenant: 'a b'"))
+    assert bad == [
+        f"{tmp_path / 'slos.yaml'}:2: slos[0].tenant: 'a b' is not a tenant name: use 1 to 64 letters, digits, '_', '.' or "
+        "'-', starting with a letter or digit"
+    ]
+    openslo = OPENSLO_SLO.replace("  name: x\n", "  name: x\n  labels: {tenant: globex}\n") + (
+        "  indicator:\n    metadata: {name: i}\n    spec:\n      ratioMetric:\n"
+        "        total: {metricSource: {type: sloscope, spec: {logs: {}}}}\n"
+        "        bad: {metricSource: {type: sloscope, spec: {logs: {severity_min: WARN}}}}\n"
+    )
+    slo = load_one(tmp_path, openslo)
+    assert slo.tenant == "globex" and slo.label_map["tenant"] == "globex"
+    assert errors_of(tmp_path, openslo.replace("tenant: globex", "tenant: '-x'"))[0].endswith(
+        "metadata.labels.tenant: '-x' is not a tenant name: use 1 to 64 letters, digits, '_', '.' or '-', "
+        "starting with a letter or digit"
+    )

@@ -159,3 +159,25 @@ def test_rows_written_without_a_tenant_are_the_default_tenants(backend: Embedded
         assert get_trace(backend, f"{1:032x}") == []
     with tenant_scope("acme"):
         assert get_trace(backend, f"{3:032x}") == []
+
+
+def test_an_slo_of_a_tenant_counts_only_that_tenants_events(backend: EmbeddedBackend) -> None:
+    """Through the RED roll-up and through raw spans: acme's SLO sees acme's frontend request, an SLO
+    without a tenant sees the three tenants' ones; a user scoped to globex cannot read acme's SLO."""
+    from decimal import Decimal
+
+    from slo import sli
+    from slo.model import Slo, SpanSli
+
+    minute_s = T0 // 10**9
+    for roll_up in (True, False):
+        counts = {}
+        for tenant in ("acme", ""):
+            slo = Slo("s", "frontend", Decimal(99), SpanSli(bad_latency_ms=1), tenant=tenant)
+            found = sli.minute_counts(backend, slo, minute_s, minute_s + 60, roll_up=roll_up)
+            counts[tenant] = (int(found[()].total.sum()), int(found[()].bad.sum()))
+        assert counts == {"acme": (1, 1), "": (3, 3)}, roll_up
+    with tenant_scope("globex"), pytest.raises(ScopeError):
+        sli.minute_counts(
+            backend, Slo("s", "frontend", Decimal(99), SpanSli(bad_latency_ms=1), tenant="acme"), 0, 60
+        )
