@@ -726,8 +726,8 @@ def test_tenant_in_both_formats(tmp_path: Path) -> None:
     assert load_one(tmp_path, native.replace(" tenant: acme,", "")).tenant == ""
     bad = errors_of(tmp_path, native.replace("tenant: acme", "tenant: 'a b'"))
     assert bad == [
-        f"{tmp_path / 'slos.yaml'}:2: slos[0].tenant: 'a b' is not a tenant name: use 1 to 64 letters, digits, '_', '.' or "
-        "'-', starting with a letter or digit"
+        f"{tmp_path / 'slos.yaml'}:2: slos[0].tenant: 'a b' is not a tenant name: "
+        "use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
     ]
     openslo = OPENSLO_SLO.replace("  name: x\n", "  name: x\n  labels: {tenant: globex}\n") + (
         "  indicator:\n    metadata: {name: i}\n    spec:\n      ratioMetric:\n"
