@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench chromium clean
+.PHONY: run test lint bench bench-reliability chromium clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ bench: $(STAMP)
 	$(PY) bench/ingest.py
 	$(PY) bench/queries.py
 	$(PY) bench/slo_engine.py
+
+# Kill -9 twenty times under SDK load, then three times the sustainable load under the memory bound;
+# each appends its table to docs/reliability/ (crash-loop.md, overload.md), about 10 minutes in all.
+bench-reliability: $(STAMP)
+	$(PY) bench/crash_loop.py
+	$(PY) bench/overload.py
 
 clean:
 	rm -rf $(VENV) .sloscope-data

@@ -3,7 +3,9 @@
 A receiver that is down or slow holds up only its own worker, never another receiver's. Retryable
 failures (:attr:`alerts.receivers.DeliveryError.retryable`) are retried with exponential backoff up
 to ``RetryPolicy.max_attempts``; the others fail at once. Every attempt is reported to
-``on_attempt`` (the incident page's delivery log) and counted in Prometheus metrics.
+``on_attempt`` (the incident page's delivery log) and counted in Prometheus metrics. Errors are
+reported and logged with the receiver's ``secrets`` (its URL, keys, password) masked: an answer that
+quotes the request back must not put a webhook token on the incident page.
 
 Idempotency across restarts is not this module's concern: the caller submits only notifications
 that are not yet recorded as sent, and ones still queued at ``close`` are simply not sent.
@@ -23,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from alerts.model import Notification
 from alerts.receivers import DeliveryError, Receiver
+from alerts.redact import scrub
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,8 @@ class _Worker:
         self.owner = owner
         self.receiver = receiver
         self.rng = rng
+        #: What to mask in this receiver's errors (a receiver without the attribute has none).
+        self.secrets: tuple[str, ...] = tuple(getattr(receiver, "secrets", ()))
         # Unbounded underneath so the stop sentinel always fits; ``submit`` enforces the bound.
         self.queue: queue.Queue[object] = queue.Queue()
         self.thread = threading.Thread(
@@ -137,6 +142,7 @@ class _Worker:
                 owner._attempted(notification, name, attempt, True, None)
                 owner._finish(name, notification, "sent")
                 return
+            error = scrub(error, self.secrets)
             owner._attempted(notification, name, attempt, False, error)
             if not retryable:
                 log.warning("notification %s to %s failed, not retryable: %s", notification.id, name, error)

@@ -25,6 +25,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from alerts.model import SLO_INSTANCE_LABEL, Matcher, ReceiverConfig, ReceiverKind
+from alerts.redact import receiver_secrets
 from alerts.silences import MatcherError, format_matcher, matches_all, parse_matchers
 from slo.filters import FilterError, check_key
 from slo.model import MINUTE_S, format_duration
@@ -71,8 +72,9 @@ class Setting:
 
 #: The settings of each receiver kind, as they land in ReceiverConfig.settings.
 SETTINGS: dict[str, tuple[Setting, ...]] = {
-    "webhook": (Setting("url", True, True, "url"),),
-    "alertmanager": (Setting("url", True, True, "url"),),
+    # bearer_token: documented for both kinds (docs/receivers.md) and read by their receivers.
+    "webhook": (Setting("url", True, True, "url"), Setting("bearer_token", True, False, "text")),
+    "alertmanager": (Setting("url", True, True, "url"), Setting("bearer_token", True, False, "text")),
     "pagerduty": (Setting("routing_key", True, True, "text"), Setting("url", True, False, "url")),
     "slack": (Setting("url", True, True, "url"),),
     "email": (
@@ -179,6 +181,11 @@ class Policy:
     def incident_url(self, incident_id: str) -> str:
         """The link to an incident's page, or '' without an external_url."""
         return f"{self.external_url}/incidents/{incident_id}" if self.external_url else ""
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every string to keep out of logs and errors: the receivers' secrets and their parts
+        (:func:`alerts.redact.receiver_secrets`)."""
+        return tuple(sorted({s for r in self.receivers for s in receiver_secrets(r)}))
 
 
 def default_policy() -> Policy:
@@ -626,6 +633,8 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> tuple[Po
         ]
     except yaml.YAMLError as exc:
         return None, [SpecError(str(path), 0, "(yaml)", str(exc))]
+    except RecursionError:  # PyYAML composes nested collections recursively
+        return None, [SpecError(str(path), 0, "(yaml)", "collections are nested too deeply")]
     if root is None:
         return None, [
             SpecError(str(path), 0, "(document)", "the file is empty (leave out the policy for the default)")

@@ -10,11 +10,18 @@ dispatcher's state from the store, so nothing is paged twice and no open inciden
 Notifications are stored when decided, before they are delivered. An evaluator that takes the lead
 (a restart, a takeover) sends again the recent ones that no attempt delivered: deliveries are at
 least once, and PagerDuty's dedup_key and the payloads' ids make a rare second delivery harmless.
+
+When the store cannot be reached, the leader goes on deciding from the state it holds for as long
+as its lease would still be valid (``lease_ttl_s`` after its last heartbeat): no other evaluator
+can take the lead before then, so nothing is decided twice. It sends what it decides (an SLO with
+``on_no_data: alert`` pages about the outage itself) with the silences and acknowledgements it last
+read, and writes its decisions, alerts and delivery attempts to the store once it is back.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -25,12 +32,12 @@ from prometheus_client import CollectorRegistry
 from alerts import attribution, state, store
 from alerts.delivery import Deliveries, RetryPolicy
 from alerts.dispatch import Dispatcher, DispatchState
-from alerts.model import Alert, Attribution, Notification
+from alerts.model import Alert, Attribution, Notification, Silence, Transition
 from alerts.policy import Policy
 from alerts.receivers import build
 from slo.evaluator import InstanceResult
 from slo.model import Slo, parse_duration
-from store.backend import Backend, StoreError
+from store.backend import Backend, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +81,21 @@ class Alerting:
         self.deliveries = deliveries
         self._records: dict[str, state.AlertRecord] | None = None
         self._dispatch: DispatchState | None = None
+        #: When this evaluator last wrote its heartbeat as the leader (clock seconds).
+        self._led_at: float | None = None
+        self._silences: list[Silence] = []
+        self._acked: set[str] = set()
+        #: Decided while the store was unreachable, written once it is back.
+        self._offline = _Unsaved()
 
     def _on_attempt(
         self, notification: Notification, receiver: str, attempt: int, ok: bool, error: str | None
     ) -> None:
+        at_ms = int(self.clock() * 1000)
         try:
-            store.record_delivery(
-                self.backend, notification, attempt, int(self.clock() * 1000), ok, error or ""
-            )
+            store.record_delivery(self.backend, notification, attempt, at_ms, ok, error or "")
+        except StoreUnavailable:
+            self._offline.add_delivery((notification, attempt, at_ms, ok, error or ""))
         except StoreError:
             log.exception("cannot record a delivery", extra={"notification": notification.id})
 
@@ -95,20 +109,27 @@ class Alerting:
         self, slos: Sequence[Slo], results: Sequence[InstanceResult], at_s: int
     ) -> list[Notification]:
         """Alerts and notifications for the evaluation at ``at_s``; returns the notifications sent."""
-        if not self.is_leader():
-            self._records = self._dispatch = None  # the leader's state moves on without us
+        try:
+            leader = self.is_leader()
+        except StoreUnavailable:
+            return self._process_offline(slos, results, at_s)
+        if not leader:
+            self._records = self._dispatch = self._led_at = None  # the leader moves on without us
             return []
+        self._led_at = self.clock()
         if self._records is None or self._dispatch is None:
             self._records = store.load_alerts(self.backend)
             saved = store.load_dispatch_state(self.backend)
             self._dispatch = DispatchState.from_json(saved) if saved else DispatchState()
             self._redeliver(at_s)
+        self._save_offline()
         if self._dispatch.at_s is not None and at_s < self._dispatch.at_s:
             return []  # an instant before the last one decided (a clock step back)
         touched, transitions = state.step(self._records, slos, results, at_s)
         alerts = current_alerts(self._records, slos, results)
         silences = store.load_silences(self.backend, at_s)
         acked = set(store.acknowledgements(self.backend))
+        self._silences, self._acked = silences, acked
         new_state, decided = self.dispatcher.step(self._dispatch, alerts, at_s, silences, acked)
         by_name = {slo.name: slo for slo in slos}
         decided = [self._attributed(n, by_name) for n in decided]
@@ -128,6 +149,53 @@ class Alerting:
             for notification in to_send:
                 self.deliveries.submit(notification)
         return to_send
+
+    def _process_offline(
+        self, slos: Sequence[Slo], results: Sequence[InstanceResult], at_s: int
+    ) -> list[Notification]:
+        """:meth:`process` while the store is unreachable: the leader decides from what it holds
+        while its lease lasts, sends, and keeps its decisions for :meth:`_save_offline`."""
+        if self._records is None or self._dispatch is None or self._led_at is None:
+            log.warning("store unreachable and this evaluator is not the leader: no alerts decided")
+            return []
+        if self.clock() - self._led_at >= self.lease_ttl_s:
+            log.warning("store unreachable for longer than the lease: no alerts decided until it is back")
+            return []
+        if self._dispatch.at_s is not None and at_s < self._dispatch.at_s:
+            return []
+        touched, transitions = state.step(self._records, slos, results, at_s)
+        alerts = current_alerts(self._records, slos, results)
+        new_state, decided = self.dispatcher.step(self._dispatch, alerts, at_s, self._silences, self._acked)
+        self._dispatch = new_state
+        self._offline.decided(touched, transitions, decided, at_s)
+        log.warning(
+            "store unreachable: alerts decided from memory",
+            extra={"at": at_s, "notifications": len(decided)},
+        )
+        if self.deliveries is not None:
+            for notification in decided:  # no attribution: it reads the store
+                self.deliveries.submit(notification)
+        return decided
+
+    def _save_offline(self) -> None:
+        """Write what was decided while the store was unreachable (once it is reachable again)."""
+        unsaved, self._offline = self._offline, _Unsaved()
+        if unsaved.empty() or self._records is None:
+            return
+        try:
+            store.save_alerts(self.backend, list(unsaved.records.values()))
+            store.save_transitions(self.backend, unsaved.transitions, self._records)
+            known = store.known_notifications(self.backend, [n.id for n in unsaved.notifications])
+            store.save_notifications(self.backend, [n for n in unsaved.notifications if n.id not in known])
+            for notification, attempt, at_ms, ok, error in unsaved.deliveries():
+                store.record_delivery(self.backend, notification, attempt, at_ms, ok, error)
+            if self._dispatch is not None and unsaved.at_s is not None:
+                incidents = [i.summary() for i in (*self._dispatch.incidents, *self._dispatch.closed)]
+                store.save_incidents(self.backend, incidents, unsaved.at_s)
+                store.save_dispatch_state(self.backend, unsaved.at_s, self._dispatch.to_json())
+        except StoreUnavailable:
+            self._offline = unsaved.merge(self._offline)  # gone again: keep it for the next time
+            raise
 
     def _redeliver(self, at_s: int) -> None:
         """On taking the lead (start-up, or after another leader stopped): send again what an earlier
@@ -164,8 +232,54 @@ class Alerting:
         self._records = self._dispatch = None
         try:
             store.release(self.backend, self.evaluator_id)
-        except StoreError:
+        except (StoreError, StoreUnavailable):  # stopping during a store outage: the lease expires
             log.exception("cannot release the evaluator lease", extra={"evaluator": self.evaluator_id})
+
+
+class _Unsaved:
+    """Decisions and delivery attempts made while the store was unreachable."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, state.AlertRecord] = {}
+        self.transitions: list[Transition] = []
+        self.notifications: list[Notification] = []
+        self.at_s: int | None = None
+        self._lock = threading.Lock()  # delivery attempts are reported from the receivers' workers
+        self._deliveries: list[tuple[Notification, int, int, bool, str]] = []
+
+    def decided(
+        self,
+        records: Sequence[state.AlertRecord],
+        transitions: Sequence[Transition],
+        notifications: Sequence[Notification],
+        at_s: int,
+    ) -> None:
+        self.records.update((r.id, r) for r in records)
+        self.transitions += transitions
+        self.notifications += notifications
+        self.at_s = at_s
+
+    def add_delivery(self, attempt: tuple[Notification, int, int, bool, str]) -> None:
+        with self._lock:
+            self._deliveries.append(attempt)
+
+    def deliveries(self) -> list[tuple[Notification, int, int, bool, str]]:
+        with self._lock:
+            return list(self._deliveries)
+
+    def merge(self, newer: _Unsaved) -> _Unsaved:
+        """This and ``newer`` (decided after it) as one."""
+        self.records.update(newer.records)
+        self.transitions += newer.transitions
+        self.notifications += newer.notifications
+        self.at_s = newer.at_s if newer.at_s is not None else self.at_s
+        for attempt in newer.deliveries():
+            self.add_delivery(attempt)
+        return self
+
+    def empty(self) -> bool:
+        with self._lock:
+            return not (self.records or self.transitions or self.notifications or self._deliveries)
 
 
 def current_alerts(

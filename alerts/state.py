@@ -21,6 +21,8 @@ from slo.evaluator import InstanceResult, RuleState, policy
 from slo.model import Slo, format_duration
 
 ALERTNAME = "SLOBurnRate"
+#: The alert of an SLO with ``on_no_data: alert`` while its evaluations report no data.
+NO_DATA_ALERTNAME = "SLONoData"
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,21 @@ def severities(slo: Slo) -> list[str]:
     return list(dict.fromkeys(rule.severity for rule in policy(slo).rules))
 
 
+def no_data_severity(slo: Slo) -> str:
+    """The severity of the SLO's no-data alert: its first rule's (``page`` without rules)."""
+    return next(iter(severities(slo)), "page")
+
+
+def no_data_alert_id(slo: str, severity: str) -> str:
+    """The no-data alert's id: apart from every burn-rate alert's, and derived from what is stored of
+    an alert (SLO and severity), so a loaded record is recognised (:func:`is_no_data`)."""
+    return alert_id(slo, severity, {"alertname": NO_DATA_ALERTNAME})
+
+
+def is_no_data(record: AlertRecord) -> bool:
+    return record.id == no_data_alert_id(record.slo, record.severity)
+
+
 def conditions(result: InstanceResult) -> dict[str, bool]:
     """Per severity of the SLO's policy: does some pair of that severity fire?"""
     out = dict.fromkeys(severities(result.slo), False)
@@ -82,10 +99,12 @@ def conditions(result: InstanceResult) -> dict[str, bool]:
     return out
 
 
-def labels(slo: Slo, severity: str, group: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+def labels(
+    slo: Slo, severity: str, group: Sequence[tuple[str, str]], alertname: str = ALERTNAME
+) -> tuple[tuple[str, str], ...]:
     """The alert's labels: what routes, groupings, inhibitions and silences match on. The SLO's own
     labels and the group labels come after ours and never replace them."""
-    ours = {"alertname": ALERTNAME, "slo": slo.name, "service": slo.service, "severity": severity}
+    ours = {"alertname": alertname, "slo": slo.name, "service": slo.service, "severity": severity}
     extra = {k: v for k, v in (*slo.labels, *group) if k not in ours}
     return tuple(sorted({**ours, **extra}.items()))
 
@@ -106,22 +125,27 @@ def firing_pair(rules: Sequence[RuleState], severity: str) -> FiringPair | None:
 
 
 def alert(record: AlertRecord, slo: Slo, result: InstanceResult | None) -> Alert:
-    """The Alert a notification carries, from its record and the evaluation that moved it."""
+    """The Alert a notification carries, from its record and the evaluation that moved it. A no-data
+    alert is named SLONoData and carries the reason as the ``no_data_reason`` annotation."""
     ev = result.evaluation if result is not None else None
+    no_data = is_no_data(record)
+    annotations = slo.annotations
+    if no_data and result is not None and result.no_data:
+        annotations = (*annotations, ("no_data_reason", result.no_data))
     return Alert(
         id=record.id,
         slo=slo.name,
         service=slo.service,
         severity=record.severity,
         group=record.group,
-        labels=labels(slo, record.severity, record.group),
+        labels=labels(slo, record.severity, record.group, NO_DATA_ALERTNAME if no_data else ALERTNAME),
         state=record.state,
         firing_since_s=record.firing_since_s,
         resolved_at_s=record.resolved_at_s,
-        annotations=slo.annotations,
+        annotations=annotations,
         objective=float(slo.objective),
         error_budget_remaining=None if ev is None else ev.remaining,
-        pair=None if result is None else firing_pair(result.rules, record.severity),
+        pair=None if result is None or no_data else firing_pair(result.rules, record.severity),
     )
 
 
@@ -138,9 +162,14 @@ def step(
     An alert of a group value that no longer shows up in the results (no traffic left in any
     window) is advanced with a false condition. An SLO that could not be evaluated keeps its alerts
     as they are: an error is no evidence that the budget stopped burning.
+
+    An SLO whose result is "no data" follows its ``on_no_data``: ``keep`` leaves its alerts as they
+    are, ``ok`` advances them with a false condition, ``alert`` fires its no-data alert (and keeps
+    the others). The no-data alert resolves at the first evaluation with data.
     """
     by_name = {slo.name: slo for slo in slos}
-    failed = {r.slo.name for r in results if r.evaluation is None}
+    failed = {r.slo.name for r in results if r.evaluation is None and not r.no_data}
+    no_data = {r.slo.name for r in results if r.no_data}
     seen: set[str] = set()
     touched, transitions = [], []
 
@@ -154,6 +183,11 @@ def step(
             transitions.append(transition)
 
     for result in results:
+        if result.no_data and policy(result.slo).on_no_data == "alert":
+            severity = no_data_severity(result.slo)
+            fresh = AlertRecord(no_data_alert_id(result.slo.name, severity), result.slo.name, severity, ())
+            seen.add(fresh.id)
+            move(records.get(fresh.id, fresh), True)
         if result.evaluation is None:
             continue
         for severity, condition in conditions(result).items():
@@ -161,6 +195,11 @@ def step(
             seen.add(fresh.id)
             move(records.get(fresh.id, fresh), condition)
     for record in list(records.values()):
-        if record.id not in seen and record.slo in by_name and record.slo not in failed:
-            move(record, False)
+        if record.id in seen or record.slo not in by_name or record.slo in failed:
+            continue
+        if record.slo in no_data and not is_no_data(record):
+            if policy(by_name[record.slo]).on_no_data == "ok":
+                move(record, False)
+            continue
+        move(record, False)
     return touched, transitions

@@ -7,7 +7,9 @@ own status codes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from google.protobuf.message import Message
 from starlette.concurrency import run_in_threadpool
@@ -15,7 +17,10 @@ from starlette.concurrency import run_in_threadpool
 from collector import decode
 from collector.queue import DurableQueue, QueueFull
 from collector.telemetry import CollectorMetrics
-from collector.wal import WalClosed
+from collector.wal import WalClosed, WalFull
+
+if TYPE_CHECKING:  # collector.admission imports Overloaded from here
+    from collector.admission import Admission
 
 # Small protobuf bodies decode faster inline than the hop to a worker thread costs.
 _INLINE_DECODE_BYTES = 256 << 10
@@ -35,10 +40,19 @@ class Intake:
 
     queues: dict[str, DurableQueue]
     metrics: CollectorMetrics
+    #: The memory bound (collector/admission.py): decode and accept raise Overloaded past it.
+    admission: Admission | None = None
+
+    def _admitted(self, signal: str, size: int) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext() if self.admission is None else self.admission.admit(signal, size)
 
     async def decode(self, signal: str, body: bytes, is_json: bool) -> decode.Decoded:
-        """Parse and check a body; raises ``decode.BadRequest`` when it is not a valid request."""
+        """Parse and check a body; raises ``decode.BadRequest`` when it is not a valid request, and
+        Overloaded when the collector is over its memory bound."""
+        with self._admitted(signal, len(body)):
+            return await self._decode(signal, body, is_json)
 
+    async def _decode(self, signal: str, body: bytes, is_json: bool) -> decode.Decoded:
         def work() -> decode.Decoded:
             request = decode.parse(signal, body, is_json)
             return decode.check(signal, request, None if is_json else body)
@@ -47,8 +61,16 @@ class Intake:
             return await run_in_threadpool(work)
         return work()
 
-    async def accept(self, signal: str, decoded: decode.Decoded) -> Message:
-        """Count ``decoded``, make its valid items durable, and return the Export*ServiceResponse.
+    async def accept(self, signal: str, decoded: decode.Decoded, tenant: str = "") -> Message:
+        """See ``_accept``; refused with Overloaded, before anything is counted, when the collector
+        is over its memory bound."""
+        with self._admitted(signal, len(decoded.payload)):
+            return await self._accept(signal, decoded, tenant)
+
+    async def _accept(self, signal: str, decoded: decode.Decoded, tenant: str = "") -> Message:
+        """Count ``decoded``, make its valid items durable as ``tenant``'s, and return the
+        Export*ServiceResponse. ``tenant`` comes from the ingest token ("" without one), never from
+        the payload.
 
         Raises Overloaded or Unavailable; nothing is acknowledged then.
         """
@@ -57,12 +79,15 @@ class Intake:
             self.metrics.rejected.labels(signal, "invalid").inc(decoded.rejected)
         if decoded.items:
             try:
-                await asyncio.wrap_future(self.queues[signal].submit(decoded.payload, decoded.items))
+                await asyncio.wrap_future(
+                    self.queues[signal].submit(decoded.payload, decoded.items, tenant=tenant)
+                )
             except QueueFull as exc:
                 self.metrics.rejected.labels(signal, "queue_full").inc(decoded.items)
                 raise Overloaded(f"{exc}; retry later") from exc
             except (WalClosed, OSError) as exc:
-                self.metrics.rejected.labels(signal, "unavailable").inc(decoded.items)
+                reason = "wal_full" if isinstance(exc, WalFull) else "unavailable"
+                self.metrics.rejected.labels(signal, reason).inc(decoded.items)
                 raise Unavailable(f"cannot store data durably: {exc}") from exc
             self.metrics.accepted.labels(signal).inc(decoded.items)
         return decode.response(signal, decoded.rejected, decoded.message)

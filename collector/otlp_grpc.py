@@ -9,7 +9,10 @@ is in the write-ahead log. Status codes follow the OTLP specification:
 * UNAVAILABLE (also with RetryInfo) when the log cannot take data;
 * RESOURCE_EXHAUSTED for a message over ``max_message_bytes`` (grpc's own check on the wire size,
   ours on the size after gzip);
-* OK with ``partial_success`` when some items were rejected.
+* OK with ``partial_success`` when some items were rejected;
+* with ingest authentication (``auth``): UNAUTHENTICATED without a valid token in the metadata
+  (checked before the request is inflated or decoded), RESOURCE_EXHAUSTED with the token bucket's
+  own RetryInfo delay past the token's rate limit.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import zlib
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -25,6 +27,8 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc import error_details_pb2, status_pb2
 
 from collector import decode
+from collector.auth import IngestAuth, RateLimited, Unauthenticated
+from collector.http_body import GzipError, inflate
 from collector.intake import Intake, Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
@@ -50,26 +54,25 @@ _ACCEPTED_COMPRESSION = (1 << grpc.Compression.NoCompression.value) | (1 << grpc
 
 
 class _Refused(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str, retry: bool = False) -> None:
+    def __init__(
+        self, code: grpc.StatusCode, message: str, retry: bool = False, delay: int | None = None
+    ) -> None:
+        # ``delay``: this refusal's own retry delay in seconds, instead of the server's default.
         super().__init__(message)
-        self.code, self.message, self.retry = code, message, retry
+        self.code, self.message, self.retry, self.delay = code, message, retry or delay is not None, delay
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
-    # Inflate at most limit+1 bytes, so a small gzip bomb cannot expand into memory.
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    # Every gzip member, at most limit+1 bytes in all (a small gzip bomb cannot expand into memory).
     try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"request is not valid gzip: {exc}") from exc
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise _Refused(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"request exceeds the maximum message size of {limit} bytes after gzip decompression",
-        )
-    if not inflater.eof:
-        raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "request is not valid gzip: truncated stream")
-    return out
+        return inflate(body, limit)
+    except GzipError as exc:
+        if exc.too_large:
+            raise _Refused(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"request exceeds the maximum message size of {limit} bytes after gzip decompression",
+            ) from None
+        raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"request is not valid gzip: {exc.problem}") from None
 
 
 def _trailers(code: grpc.StatusCode, message: str, retry_after: int | None) -> tuple[tuple[str, bytes], ...]:
@@ -88,10 +91,31 @@ def _trailers(code: grpc.StatusCode, message: str, retry_after: int | None) -> t
 _Handler = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
 
 
-def _export_handler(intake: Intake, signal: str, max_message_bytes: int, retry_after: int) -> _Handler:
+def _metadata(context: grpc.aio.ServicerContext, key: str) -> str | None:
+    """The value of metadata ``key`` (lower case, as gRPC delivers keys), None when absent."""
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return value if isinstance(value, str) else None
+    return None
+
+
+def _export_handler(
+    intake: Intake, signal: str, max_message_bytes: int, retry_after: int, auth: IngestAuth | None
+) -> _Handler:
     requests = intake.metrics.requests
 
-    async def answer(request: bytes) -> bytes:
+    async def answer(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        token = None
+        if auth is not None:
+            # Before inflating or decoding anything: a request without a valid token costs nothing more.
+            try:
+                token = auth.admit(signal, _metadata(context, auth.header))
+            except Unauthenticated as exc:
+                raise _Refused(grpc.StatusCode.UNAUTHENTICATED, exc.message) from None
+            except RateLimited as exc:
+                raise _Refused(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message, delay=exc.retry_after
+                ) from None
         body = request
         # A protobuf message never starts with 0x1f (wire type 7 does not exist): this is gzip.
         if body[:2] == _GZIP_MAGIC:
@@ -101,9 +125,14 @@ def _export_handler(intake: Intake, signal: str, max_message_bytes: int, retry_a
                 body = _gunzip(body, max_message_bytes)
         try:
             decoded = await intake.decode(signal, body, False)
-            reply = await intake.accept(signal, decoded)
+            if auth is not None and token is not None:
+                reply = await auth.accept(intake, signal, decoded, token)
+            else:
+                reply = await intake.accept(signal, decoded)
         except decode.BadRequest as exc:
             raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
+        except RateLimited as exc:
+            raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message, delay=exc.retry_after) from None
         except Overloaded as exc:
             raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), retry=True) from exc
         except Unavailable as exc:
@@ -112,27 +141,33 @@ def _export_handler(intake: Intake, signal: str, max_message_bytes: int, retry_a
 
     async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
-            reply = await answer(request)
+            reply = await answer(request, context)
         except _Refused as refused:
             code, message, retry = refused.code, refused.message, refused.retry
+            delay = refused.delay if refused.delay is not None else retry_after
         except Exception:
             log.exception("export failed", extra={"signal": signal})
             code, message, retry = grpc.StatusCode.INTERNAL, "internal error; see the collector's log", False
+            delay = None
         else:
             requests.labels(signal, "grpc", grpc.StatusCode.OK.name).inc()
             return reply
         requests.labels(signal, "grpc", code.name).inc()
         log.info("export rejected", extra={"signal": signal, "status": code.name, "reason": message})
         # abort() raises, ending the call with this status and these trailers.
-        await context.abort(code, message, _trailers(code, message, retry_after if retry else None))
+        await context.abort(code, message, _trailers(code, message, delay if retry else None))
 
     return export
 
 
 def create_server(
-    intake: Intake, max_message_bytes: int = 16 << 20, retry_after_seconds: int = 1
+    intake: Intake,
+    max_message_bytes: int = 16 << 20,
+    retry_after_seconds: int = 1,
+    auth: IngestAuth | None = None,
 ) -> grpc.aio.Server:
-    """The OTLP/gRPC server handing exports to ``intake``; not started, no port added yet.
+    """The OTLP/gRPC server handing exports to ``intake``; not started, no port added yet. With
+    ``auth``, every call needs a valid token in its metadata (``auth.header``).
 
     Call it on the event loop that will run the server (grpc.aio binds to the current loop), then
     ``await start(server, host, port)``; stop it with ``await server.stop(grace)``. Keep a
@@ -159,7 +194,7 @@ def create_server(
             SERVICES[signal],
             {
                 "Export": grpc.unary_unary_rpc_method_handler(
-                    _export_handler(intake, signal, max_message_bytes, retry_after_seconds),
+                    _export_handler(intake, signal, max_message_bytes, retry_after_seconds, auth),
                     request_deserializer=None,  # the raw bytes, stored as received
                     response_serializer=None,  # the handler serializes its reply itself
                 )
@@ -180,14 +215,21 @@ def _bind_problem(host: str, port: int) -> str:
         return exc.strerror or str(exc)
 
 
-async def start(server: grpc.aio.Server, host: str, port: int) -> int:
+async def start(
+    server: grpc.aio.Server, host: str, port: int, credentials: grpc.ServerCredentials | None = None
+) -> int:
     """Listen on ``host:port`` (port 0 picks a free one), start ``server`` and return the bound port.
 
-    Raises OSError naming the address when it cannot be bound.
+    With ``credentials`` (``grpc.ssl_server_credentials``) the port speaks TLS only, and requires
+    client certificates if the credentials say so; without, plaintext. Raises OSError naming the
+    address when it cannot be bound.
     """
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(address)
+        if credentials is not None:
+            bound = server.add_secure_port(address, credentials)
+        else:
+            bound = server.add_insecure_port(address)
     except RuntimeError:  # grpc 1.85 raises "Failed to bind to address ..."; older ones return 0
         bound = 0
     if not bound:

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from collector import decode, otlp_json
+from collector.auth import IngestAuth, RateLimited, Unauthenticated
 from collector.http_body import Reject, gunzip, read_body
 from collector.intake import Intake, Overloaded, Unavailable
 
@@ -42,17 +43,32 @@ def _encode(message: Message, is_json: bool) -> tuple[bytes, str]:
     return message.SerializeToString(), PROTOBUF
 
 
-def create_app(intake: Intake, limits: HttpLimits) -> Starlette:
-    """The OTLP/HTTP application handing requests to ``intake``."""
+def _auth_refusal(exc: Unauthenticated | RateLimited) -> Reject:
+    if isinstance(exc, Unauthenticated):
+        return Reject(401, code_pb2.UNAUTHENTICATED, exc.message, {"WWW-Authenticate": exc.challenge})
+    return Reject(429, code_pb2.RESOURCE_EXHAUSTED, exc.message, {"Retry-After": str(exc.retry_after)})
+
+
+def create_app(intake: Intake, limits: HttpLimits, auth: IngestAuth | None = None) -> Starlette:
+    """The OTLP/HTTP application handing requests to ``intake``; with ``auth``, every request needs
+    a valid token (401 before the body is read, 429 past the token's rate limit)."""
     metrics = intake.metrics
     retry = {"Retry-After": str(limits.retry_after_seconds)}
 
     async def export(request: Request, signal: str) -> Response:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        is_json = _CONTENT_TYPES.get(content_type, False)
+        # An unsupported type is answered in JSON: the client cannot read protobuf it did not send.
+        is_json = _CONTENT_TYPES.get(content_type, True)
         try:
+            # Authentication first: a request without a valid token learns nothing else and costs
+            # nothing more (its body is never read).
+            token = None
+            if auth is not None:
+                try:
+                    token = auth.admit(signal, request.headers.get(auth.header))
+                except (Unauthenticated, RateLimited) as exc:
+                    raise _auth_refusal(exc) from None
             if content_type not in _CONTENT_TYPES:
-                is_json = True  # the client cannot read protobuf it did not send: explain in JSON
                 raise Reject(
                     415,
                     code_pb2.INVALID_ARGUMENT,
@@ -68,9 +84,14 @@ def create_app(intake: Intake, limits: HttpLimits) -> Starlette:
                 )
             try:
                 decoded = await intake.decode(signal, body, is_json)
-                reply = await intake.accept(signal, decoded)
+                if auth is not None and token is not None:
+                    reply = await auth.accept(intake, signal, decoded, token)
+                else:
+                    reply = await intake.accept(signal, decoded)
             except decode.BadRequest as exc:
                 raise Reject(400, code_pb2.INVALID_ARGUMENT, str(exc)) from exc
+            except RateLimited as exc:
+                raise _auth_refusal(exc) from None
             except Overloaded as exc:
                 raise Reject(429, code_pb2.RESOURCE_EXHAUSTED, str(exc), retry) from exc
             except Unavailable as exc:

@@ -278,8 +278,29 @@ def parse_request(signal: str, body: bytes) -> Message:
         raise OtlpJsonError("request body: nested too deeply") from None
     try:
         return cls(**kwargs)
+    except UnicodeEncodeError as error:
+        # JSON's "\\ud800" escapes decode to lone surrogates, which UTF-8 (and protobuf) cannot hold;
+        # looked for only now, so that well-formed text costs no check.
+        where = _unencodable(kwargs) or "request body"
+        raise OtlpJsonError(f"{where}: not valid Unicode text: {error.reason}") from None
     except (ValueError, TypeError, RecursionError) as error:  # not expected: values were checked above
         raise OtlpJsonError(f"request body: {error}") from None
+
+
+def _unencodable(node: Any, path: str = "") -> str | None:
+    """The field path of the first string in constructor arguments that UTF-8 cannot encode."""
+    if isinstance(node, str):
+        try:
+            node.encode()
+        except UnicodeEncodeError:
+            return path
+        return None
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        found = _unencodable(value, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}".lstrip("."))
+        if found is not None:
+            return found
+    return None
 
 
 def response_json(message: Message) -> bytes:

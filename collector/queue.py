@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from collector.dedup import RecentRequests, digest
 from collector.telemetry import CollectorMetrics
 from collector.wal import Record, WalFull, WriteAheadLog, fsync_dir
 from store.backend import StoreUnavailable
@@ -86,6 +87,9 @@ class QueueLimits:
     refusals_before_split: int = 3
     #: parts of a batch written at once, each by its own statements (the store must allow as many)
     parallelism: int = 1
+    #: the newest requests remembered so that a client's retry of one is not logged twice
+    #: (collector/dedup.py; the server uses dedup.DEFAULT_CAPACITY); 0: none
+    dedup_window: int = 0
 
 
 @dataclass
@@ -148,6 +152,9 @@ class DurableQueue:
         self.pending_bytes = 0
         self._reserved = 0
         self._count_backlog()
+        #: digests of the newest records, so that a client's retry is not logged twice (collector/dedup.py)
+        self.recent = RecentRequests(limits.dedup_window) if limits.dedup_window else None
+        self._remember_logged()
         self._stop = threading.Event()
         self._abort = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"flush-{signal}", daemon=True)
@@ -171,6 +178,16 @@ class DurableQueue:
             self.pending_rows += sum(r.rows for r in batch)
             self.pending_bytes += sum(len(r.payload) for r in batch)
 
+    def _remember_logged(self) -> None:
+        # Every record still on disk, flushed or not: an acknowledgement lost in a crash belongs to
+        # one of them, and its client's retry must find it.
+        segments = self.wal.segments()
+        if self.recent is None or not segments:
+            return
+        cursor = self.wal.cursor(segments[0][0])
+        while batch := cursor.read(1 << 30, 64 << 20):
+            self.recent.seed(r.payload for r in batch)
+
     def _wal_size(self) -> int:
         return sum(path.stat().st_size for _, path in self.wal.segments() if path.exists())
 
@@ -180,8 +197,27 @@ class DurableQueue:
     # -- producer side ---------------------------------------------------------------------
 
     def submit(self, payload: bytes, rows: int, tenant: str = "") -> Future[int]:
-        """Queue a request of ``tenant`` for the log; raises QueueFull when the backlog is at its limit."""
+        """Queue a request of ``tenant`` for the log; raises QueueFull when the backlog is at its limit.
+
+        A request identical to one logged recently (a client's retry) is not logged again: the
+        future is that of the earlier write (collector/dedup.py)."""
         payload = frame(payload, tenant)
+        if self.recent is None:
+            return self._submit(payload, rows)
+        key = digest(payload)
+        earlier = self.recent.claim(key)
+        if earlier is not None:
+            self.metrics.duplicates.labels(self.signal).inc()
+            return earlier
+        try:
+            future = self._submit(payload, rows)
+        except BaseException as exc:
+            self.recent.settle(key, exc)
+            raise
+        self.recent.settle(key, future)
+        return future
+
+    def _submit(self, payload: bytes, rows: int) -> Future[int]:
         size = len(payload)
         with self._lock:
             backlog = self.pending_bytes + self._reserved

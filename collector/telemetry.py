@@ -19,6 +19,13 @@ class CollectorMetrics:
     flush_seconds: Histogram
     flush_rows: Counter
     flush_errors: Counter
+    #: Export requests refused by ingest authentication, by reason ("unauthenticated", "rate_limited")
+    refusals: Counter
+    #: Items accepted per ingest token, labelled with the token's name (never the token)
+    token_items: Counter
+    #: Export requests identical to one already logged (a client's retry), acknowledged without
+    #: being written again (collector/dedup.py)
+    duplicates: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> CollectorMetrics:
@@ -76,6 +83,24 @@ class CollectorMetrics:
             flush_errors=Counter(
                 "sloscope_flush_errors",
                 "Failed attempts to write a batch into the store",
+                ["signal"],
+                registry=registry,
+            ),
+            refusals=Counter(
+                "sloscope_ingest_refusals",
+                "Export requests refused by ingest authentication, by reason",
+                ["signal", "reason"],
+                registry=registry,
+            ),
+            token_items=Counter(
+                "sloscope_ingest_token_items",
+                "Items accepted per ingest token (the token's name in the tokens file)",
+                ["token", "signal"],
+                registry=registry,
+            ),
+            duplicates=Counter(
+                "sloscope_duplicate_requests",
+                "Export requests identical to one already in the write-ahead log (a retry), not logged again",
                 ["signal"],
                 registry=registry,
             ),

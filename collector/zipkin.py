@@ -26,6 +26,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from collector import decode
+from collector.auth import IngestAuth, RateLimited, Unauthenticated
 from collector.http_body import Reject, gunzip, read_body
 from collector.intake import Intake, Overloaded, Unavailable
 
@@ -231,7 +232,18 @@ def _string(value: Any, where: str) -> str:
         return ""
     if not isinstance(value, str):
         raise ZipkinError(f"{where} must be a string, got {_kind_of(value)}")
-    return value
+    return _utf8(value, where)
+
+
+def _utf8(text: str, where: str) -> str:
+    """``text``, refused when UTF-8 cannot encode it: JSON's ``"\\ud800"`` escapes decode to lone
+    surrogates, which protobuf strings cannot hold."""
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:
+            raise ZipkinError(f"{where} is not valid Unicode text: {exc.reason} at character {exc.start}") from None
+    return text
 
 
 def _flag(value: Any, where: str) -> bool:
@@ -250,8 +262,9 @@ def _tags(value: Any, where: str) -> dict[str, str]:
         raise ZipkinError(f"{where} must be an object of strings, got {_kind_of(value)}")
     tags = {}
     for key, tag in value.items():
+        _utf8(key, f"{where} key {_show(key)}")
         if isinstance(tag, str):
-            tags[key] = tag
+            tags[key] = _utf8(tag, f"{where}[{key!r}]")
         elif isinstance(tag, bool | int | float):
             tags[key] = json.dumps(tag)
         elif tag is not None:
@@ -345,12 +358,24 @@ class _Refused(Exception):
         self.status, self.message, self.headers = status, message, headers or {}
 
 
-def create_app(intake: Intake, max_body_bytes: int = 16 << 20, retry_after_seconds: int = 1) -> Starlette:
+def _auth_refusal(exc: Unauthenticated | RateLimited) -> _Refused:
+    if isinstance(exc, Unauthenticated):
+        return _Refused(401, exc.message, {"WWW-Authenticate": exc.challenge})
+    return _Refused(429, exc.message, {"Retry-After": str(exc.retry_after)})
+
+
+def create_app(
+    intake: Intake,
+    max_body_bytes: int = 16 << 20,
+    retry_after_seconds: int = 1,
+    auth: IngestAuth | None = None,
+) -> Starlette:
     """The Zipkin v2 application (``POST /api/v2/spans``) handing spans to ``intake``.
 
     Answers 202 once the spans are in the write-ahead log, 400 with a plain-text message naming the
     problem, 413 for a body over ``max_body_bytes`` (before or after gzip), 415 for anything but
-    JSON, and 429 or 503 with Retry-After when the data cannot be taken now.
+    JSON, and 429 or 503 with Retry-After when the data cannot be taken now. With ``auth``, 401
+    without a valid token (before the body is read) and 429 past the token's rate limit.
     """
     metrics = intake.metrics
     retry = {"Retry-After": str(retry_after_seconds)}
@@ -362,6 +387,12 @@ def create_app(intake: Intake, max_body_bytes: int = 16 << 20, retry_after_secon
 
     async def spans_v2(request: Request) -> Response:
         try:
+            token = None
+            if auth is not None:
+                try:
+                    token = auth.admit("traces", request.headers.get(auth.header))
+                except (Unauthenticated, RateLimited) as exc:
+                    raise _auth_refusal(exc) from None
             content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
             # Zipkin reporters often send no content type at all; Zipkin itself reads that as JSON.
             if content_type not in (JSON, ""):
@@ -383,7 +414,12 @@ def create_app(intake: Intake, max_body_bytes: int = 16 << 20, retry_after_secon
             except ZipkinError as exc:
                 raise _Refused(400, str(exc)) from exc
             try:
-                await intake.accept("traces", decoded)
+                if auth is not None and token is not None:
+                    await auth.accept(intake, "traces", decoded, token)
+                else:
+                    await intake.accept("traces", decoded)
+            except RateLimited as exc:
+                raise _auth_refusal(exc) from None
             except Overloaded as exc:
                 raise _Refused(429, str(exc), retry) from exc
             except Unavailable as exc:

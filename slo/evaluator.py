@@ -69,6 +69,9 @@ class InstanceResult:
     rules: tuple[RuleState, ...] = ()
     #: Why there is no evaluation (a threshold that is not a bucket bound, a store error, ...).
     error: str = ""
+    #: Why the data of this instant cannot be trusted (the store unreachable, ingest behind): then
+    #: there is no evaluation either, and alerting follows the SLO's ``on_no_data``.
+    no_data: str = ""
 
     @property
     def firing(self) -> list[str]:
@@ -182,6 +185,13 @@ def evaluate(
     return [result for slo in slos for result in evaluate_slo(backend, slo, at_s, cache)]
 
 
+def no_data(slos: Iterable[Slo], at_s: float, reason: str) -> list[InstanceResult]:
+    """One "no data" result per SLO at ``at_s``: nothing is computed from data that may be missing
+    (docs/slo-semantics.md, "No data")."""
+    at = floor_minute(at_s)
+    return [InstanceResult(slo, (), at, None, no_data=reason) for slo in slos]
+
+
 # -- many instants -------------------------------------------------------------------------------
 
 
@@ -274,6 +284,7 @@ def as_dict(result: InstanceResult) -> dict[str, Any]:
         "labels": slo.label_map,
         "annotations": slo.annotation_map,
         "error": result.error or None,
+        "no_data": result.no_data or None,
     }
     if ev is not None:
         out |= {

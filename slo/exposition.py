@@ -50,6 +50,11 @@ class SloMetrics:
             ),
             "burn": GaugeMetricFamily("sloscope_slo_burn_rate", "Error budget burn rate over a window"),
             "firing": GaugeMetricFamily("sloscope_slo_alert_rule_firing", "1 while a burn-rate rule fires"),
+            "no_data": GaugeMetricFamily(
+                "sloscope_slo_no_data",
+                "1 while the SLO's data cannot be trusted (store unreachable, ingest behind): its "
+                "other series are absent then",
+            ),
         }
         for r in results:
             labels = {"slo": r.slo.name, "service": r.slo.service}
@@ -60,6 +65,8 @@ class SloMetrics:
                 labels[name] = value
             _add(families["objective"], labels, float(r.slo.target))
             ev = r.evaluation
+            if r.no_data or ev is not None:
+                _add(families["no_data"], labels, 1.0 if r.no_data else 0.0)
             if ev is None:
                 continue
             if ev.sli is not None:

@@ -16,6 +16,8 @@ from store.backend import Backend
 _STR_FLOAT = pa.map_(pa.string(), pa.float64())
 _STR_BOOL = pa.map_(pa.string(), pa.bool_())
 _STR_STR = pa.map_(pa.string(), pa.string())
+#: A "no data" evaluation is stored with its reason in ``error`` after this prefix.
+NO_DATA_PREFIX = "no data: "
 
 
 def group_key(group: Sequence[tuple[str, str]]) -> str:
@@ -63,7 +65,7 @@ def record(backend: Backend, results: Sequence[InstanceResult]) -> None:
                 _STR_FLOAT,
             ),
             "alert_rules": pa.array([[(s.label, s.firing) for s in r.rules] for r in results], _STR_BOOL),
-            "error": [r.error for r in results],
+            "error": [r.error or (NO_DATA_PREFIX + r.no_data if r.no_data else "") for r in results],
         }
     )
     # The token covers the values: a retried cycle is dropped, a minute evaluated again with other
@@ -95,5 +97,8 @@ def read(
         row["group_labels"] = dict(row["group_labels"])
         row["burn_rates"] = dict(row["burn_rates"])
         row["alert_rules"] = dict(row["alert_rules"])
-        row["error"] = row["error"] or None
+        error = row["error"] or None
+        no_data = error is not None and error.startswith(NO_DATA_PREFIX)
+        row["error"] = None if no_data else error
+        row["no_data"] = error[len(NO_DATA_PREFIX) :] if no_data else None
     return rows

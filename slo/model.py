@@ -231,6 +231,14 @@ class AlertPolicy:
     #: OpenSLO notification targets of the policy (the native format has none: routing lives in the
     #: notification policy).
     notification_targets: tuple[NotificationTarget, ...] = ()
+    #: What an evaluation without trustworthy data (the store unreachable, ingest behind) does to the
+    #: alerts: ``keep`` them as they are, ``alert`` (fire an SLONoData alert), or ``ok`` (as if no
+    #: rule fired: they resolve). docs/slo-semantics.md, "No data".
+    on_no_data: str = "keep"
+
+
+#: The values of ``AlertPolicy.on_no_data``.
+NO_DATA_ACTIONS = ("keep", "alert", "ok")
 
 
 # -- the SLO -----------------------------------------------------------------------------------

@@ -103,6 +103,8 @@ class _Indicator:
 class _Policy:
     rules: tuple[BurnRule, ...]
     targets: tuple[NotificationTarget, ...]
+    #: ``alertWhenNoData: true``: page when the data cannot be trusted (``on_no_data: alert``).
+    alert_when_no_data: bool = False
 
 
 _MISSING = object()
@@ -292,10 +294,10 @@ def _threshold(r: Reader, node: Node, path: str) -> _Indicator | None:
 
 
 def _ratio(r: Reader, node: Node, path: str) -> _Indicator | None:
+    start = r.count  # before the mapping: a missing total is an error of this ratio too
     fields = r.mapping(node, path, ("counter", "good", "bad", "total", "rawType", "raw"), required=("total",))
     if fields is None:
         return None
-    start = r.count
     r.boolean(fields.get("counter"), join(path, "counter"))
     for key in ("raw", "rawType"):
         if key in fields:
@@ -376,12 +378,12 @@ def _read_sli(docs: Documents, obj: _Object) -> _Indicator | None:
 def _read_condition(docs: Documents, obj: _Object) -> BurnRule | None:
     _check_metadata_extras(obj)
     r, path = obj.r, join(obj.path, "spec")
+    start = r.count  # before the mapping: a missing severity is an error of this condition too
     fields = r.mapping(
         obj.spec, path, ("description", "severity", "condition"), required=("severity", "condition")
     )
     if fields is None:
         return None
-    start = r.count
     r.text(fields.get("description"), join(path, "description"))
     severity = read_severity_label(r, fields.get("severity"), join(path, "severity"))
     path = join(path, "condition")
@@ -467,6 +469,7 @@ def _inline_or_ref(docs: Documents, r: Reader, node: Node, path: str, kind: str,
 def _read_policy(docs: Documents, obj: _Object) -> _Policy | None:
     _check_metadata_extras(obj)
     r, path = obj.r, join(obj.path, "spec")
+    start = r.count  # before the mapping: missing conditions are an error of this policy too
     fields = r.mapping(
         obj.spec,
         path,
@@ -482,14 +485,10 @@ def _read_policy(docs: Documents, obj: _Object) -> _Policy | None:
     )
     if fields is None:
         return None
-    start = r.count
     r.text(fields.get("description"), join(path, "description"))
-    if r.boolean(fields.get("alertWhenNoData"), join(path, "alertWhenNoData")):
-        r.error(
-            fields["alertWhenNoData"],
-            join(path, "alertWhenNoData"),
-            "true is not supported: a window without events has no burn rate and never alerts",
-        )
+    # No data is an evaluation the store could not answer or whose data may be incomplete; a window
+    # without events is known to be empty and is not "no data" (docs/slo-semantics.md).
+    no_data = r.boolean(fields.get("alertWhenNoData"), join(path, "alertWhenNoData"))
     if r.boolean(fields.get("alertWhenBreaching"), join(path, "alertWhenBreaching")) is False:
         r.error(
             fields["alertWhenBreaching"],
@@ -518,7 +517,7 @@ def _read_policy(docs: Documents, obj: _Object) -> _Policy | None:
             targets.append(target)
     if r.count > start or len(rules) != len(conditions) or len(targets) != len(items):
         return None
-    return _Policy(tuple(rules), tuple(targets))
+    return _Policy(tuple(rules), tuple(targets), bool(no_data))
 
 
 # -- SLO ---------------------------------------------------------------------------------------
@@ -810,7 +809,9 @@ def read_slo(docs: Documents, obj: _Object) -> Slo | None:
     if policies:
         targets = tuple(dict.fromkeys(t for p in policies for t in p.targets))
         alerting = AlertPolicy(
-            rules=tuple(rule for p in policies for rule in p.rules), notification_targets=targets
+            rules=tuple(rule for p in policies for rule in p.rules),
+            notification_targets=targets,
+            on_no_data="alert" if any(p.alert_when_no_data for p in policies) else "keep",
         )
     else:
         alerting = AlertPolicy(rules=default_rules(window.nominal_s))

@@ -31,6 +31,7 @@ from slo.filters import FilterError, check_key, equality, parse_filter
 from slo.model import (
     DAY_S,
     MINUTE_S,
+    NO_DATA_ACTIONS,
     AlertPolicy,
     Budgeting,
     BudgetingMethod,
@@ -359,7 +360,8 @@ def read_objective(r: Reader, node: Node | None, path: str, scale: int = 1) -> D
     number = r.decimal(node, path)
     if number is None:
         return None
-    percent = exact_percent(number * scale)
+    # The range check comes first: exact_percent cannot quantize a number as large as 1e308.
+    percent = number * scale
     if not 0 < percent < 100:
         if scale == 1:
             r.error(
@@ -368,7 +370,7 @@ def read_objective(r: Reader, node: Node | None, path: str, scale: int = 1) -> D
         else:
             r.error(node, path, f"must be a ratio between 0 and 1 (exclusive), e.g. 0.999; got {number}")
         return None
-    return percent
+    return exact_percent(percent)
 
 
 def read_slice_target(r: Reader, node: Node | None, path: str, scale: int = 1) -> Fraction | None:
@@ -958,12 +960,12 @@ def read_severity_label(r: Reader, node: Node | None, path: str) -> str | None:
 
 
 def read_alerting(r: Reader, node: Node | None, path: str, window: Window | None) -> AlertPolicy | None:
-    """``{rules: [...], keep_firing_for: 10m, min_events: 100}``; without rules the SRE Workbook's
-    defaults for the window, and ``rules: []`` for no alerts at all."""
+    """``{rules: [...], keep_firing_for: 10m, min_events: 100, on_no_data: keep}``; without rules the
+    SRE Workbook's defaults for the window, and ``rules: []`` for no alerts at all."""
     window_s = window.nominal_s if window else 30 * DAY_S
     if node is None:
         return AlertPolicy(rules=default_rules(window_s))
-    fields = r.mapping(node, path, ("rules", "keep_firing_for", "min_events"))
+    fields = r.mapping(node, path, ("rules", "keep_firing_for", "min_events", "on_no_data"))
     if fields is None:
         return None
     start = r.count
@@ -977,9 +979,21 @@ def read_alerting(r: Reader, node: Node | None, path: str, window: Window | None
     else:
         keep_s = r.duration(keep, join(path, "keep_firing_for"))
     min_events = r.integer(fields.get("min_events"), join(path, "min_events"))
+    on_no_data = r.text(fields.get("on_no_data"), join(path, "on_no_data"))
+    if on_no_data is not None and on_no_data not in NO_DATA_ACTIONS:
+        r.error(
+            fields["on_no_data"],
+            join(path, "on_no_data"),
+            f"unknown action {on_no_data!r} ({one_of(on_no_data, NO_DATA_ACTIONS)})",
+        )
     if r.count > start or rules is None:
         return None
-    return AlertPolicy(rules=rules, keep_firing_for_s=keep_s or 0, min_events=min_events or 0)
+    return AlertPolicy(
+        rules=rules,
+        keep_firing_for_s=keep_s or 0,
+        min_events=min_events or 0,
+        on_no_data=on_no_data or "keep",
+    )
 
 
 def placeholder_values(
@@ -1009,10 +1023,10 @@ def read_tenant(r: Reader, node: Node | None, path: str) -> str | None:
 
 
 def read_native_slo(r: Reader, node: Node, path: str) -> Slo | None:
+    start = r.count  # before the mapping: a missing required key is an error of this SLO too
     fields = r.mapping(node, path, SLO_KEYS, required=("name", "service", "objective", "sli"))
     if fields is None:
         return None
-    start = r.count
     name = r.name(fields.get("name"), join(path, "name"))
     if name is not None:
         r.name_site(fields["name"], join(path, "name"), name)
@@ -1152,6 +1166,9 @@ def load(path: str | Path) -> tuple[list[Slo], list[SpecError]]:
             continue
         except yaml.YAMLError as exc:
             r.error(None, "(yaml)", str(exc))
+            continue
+        except RecursionError:  # PyYAML composes nested collections recursively
+            r.error(None, "(yaml)", "collections are nested too deeply")
             continue
         if not count:
             r.error(None, "(document)", "the file holds no SLOs (it is empty)")

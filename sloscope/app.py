@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 import uvicorn
@@ -22,28 +23,45 @@ from prometheus_client import CollectorRegistry
 
 from alerts.policy import PolicyErrors, load_policy
 from alerts.service import LEASE_TTL_S, Alerting
-from collector import otlp_grpc, otlp_http, zipkin
+from collector import dedup, otlp_grpc, otlp_http, zipkin
+from collector.admission import (
+    Admission,
+    AdmissionLimits,
+    ReadAdmission,
+    flush_batch_bytes,
+    otlp_refusal,
+    text_refusal,
+)
+from collector.auth import IngestAuth, TokenFileErrors, TokenSet
 from collector.decode import SIGNALS
 from collector.intake import Intake
 from collector.queue import DurableQueue, QueueLimits
 from collector.telemetry import CollectorMetrics
 from slo import evaluator, history
 from slo import spec as slo_spec
+from slo.completeness import Completeness
 from slo.counts_cache import CountsCache
 from slo.exposition import SloMetrics
 from slo.model import Slo
+from sloscope import secrets, tls
 from sloscope.demo_webhook import WebhookLog
 from sloscope.settings import Settings
 from store import StoreUnavailable, migrations, open_backend, service_map
 from store.otlp_writer import OtlpWriter
 from store.sql import queries
 from ui import api
+from ui.api_admin import AdminHooks
+from ui.auth import AuthConfig, Authenticator, parse_networks
+from ui.scoping import SloCatalog
+from ui.users import UsersError, load_users, users_from_text
 
 log = logging.getLogger("sloscope")
 
 #: Seconds between service map roll-up passes (store/service_map.py); the first pass waits one
 #: interval too, so that a write-ahead log replayed at start-up is in the store before it.
 SERVICE_MAP_INTERVAL_S = 30.0
+#: "No data" results kept for the history while the store is down (a day of 10 SLOs, minute by minute).
+_UNRECORDED_MAX = 14_400
 #: Seconds after the minute at which the minute's SLO evaluation runs: the evaluation is OF the
 #: instant on the minute, run a little later so the minute just ended is flushed (1 s batches).
 SLO_EVALUATION_DELAY_S = 10
@@ -80,6 +98,48 @@ class StartupError(RuntimeError):
     """sloscope cannot start as configured; the message says what to change."""
 
 
+def load_ingest_tokens(path: str) -> TokenSet | None:
+    """The ingest tokens of ``path`` (None: ingest authentication is off); StartupError listing
+    every problem of the file."""
+    if not path:
+        return None
+    try:
+        return TokenSet.load(path)
+    except TokenFileErrors as exc:
+        errors = "\n  ".join(str(e) for e in exc.errors)
+        raise StartupError(f"the ingest tokens file has errors (ingest_tokens_file):\n  {errors}") from None
+
+
+def ui_authenticator(settings: Settings) -> Authenticator:
+    """The users of the web UI and the API, and how they sign in (``ui/auth.py``); StartupError
+    listing every problem of the users document."""
+    try:
+        if settings.users_file:
+            users = load_users(settings.users_file)
+        else:
+            users = users_from_text(settings.users, "SLOSCOPE_USERS") if settings.users else {}
+    except UsersError as exc:
+        source = "users_file" if settings.users_file else "SLOSCOPE_USERS"
+        errors = "\n  ".join(str(e) for e in exc.errors)
+        raise StartupError(f"the users have errors ({source}):\n  {errors}") from None
+    config = AuthConfig(
+        users=users,
+        session_secret=settings.session_secret.encode(),
+        session_max_age_s=settings.session_max_age,
+        proxy_header=settings.auth_proxy_header,
+        proxy_trusted=parse_networks(settings.auth_proxy_trusted, "auth_proxy_trusted"),
+        proxy_default_role=settings.auth_proxy_default_role,
+        trusted_proxies=parse_networks(settings.trusted_proxies, "trusted_proxies"),
+        metrics_auth=settings.metrics_auth,
+    )
+    if config.enabled and not settings.session_secret:
+        log.warning(
+            "no session_secret_file or SLOSCOPE_SESSION_SECRET: login sessions are signed with a random "
+            "secret of this process, so a restart signs everyone out and UI replicas cannot share them"
+        )
+    return Authenticator(config)
+
+
 def _listen(host: str, port: int, setting: str) -> socket.socket:
     # Binding here, not in uvicorn, turns a taken port into one clear error instead of a traceback.
     try:
@@ -95,6 +155,26 @@ class _Server(uvicorn.Server):
         yield
 
 
+def demo_tls(files: tls.TlsFiles) -> dict[str, object]:
+    """Exporter factories for the demo that verify this server by its own certificate file (the
+    certificate is the trust anchor: tls.trusting_session)."""
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    # certificate_file too: requests would otherwise add its own CA bundle to the session's trust.
+    ca, timeout = str(files.cert_file), 3.0  # the demo's own exporters' timeout (sloscope/demo.py)
+
+    def options() -> dict[str, Any]:  # a session per exporter: they are shut down one by one
+        return {"certificate_file": ca, "timeout": timeout, "session": tls.trusting_session(files.cert_file)}
+
+    return {
+        "span_exporter_factory": lambda url: OTLPSpanExporter(endpoint=url, **options()),
+        "log_exporter_factory": lambda url: OTLPLogExporter(endpoint=url, **options()),
+        "metric_exporter_factory": lambda url: OTLPMetricExporter(endpoint=url, **options()),
+    }
+
+
 class SloscopeServer:
     """Everything ``sloscope serve`` runs, started and stopped in order."""
 
@@ -102,10 +182,26 @@ class SloscopeServer:
         self.settings = settings
         # Only the roles that answer for SLOs read their specs and the notification policy.
         self.slos = load_slos(settings.slos) if settings.evaluates or settings.serves_ui else []
+        #: The SLOs the UI and the API answer for; an admin's reload replaces them (reload_slos).
+        self.slo_catalog = SloCatalog(self.slos)
+        #: The UI's and the API's users (None in roles without the UI).
+        self.ui_auth = ui_authenticator(settings) if settings.serves_ui else None
         self.registry = CollectorRegistry()
         self.metrics = CollectorMetrics.create(self.registry) if settings.receives else None
+        #: Ingest authentication of the receivers; None when off (no ingest_tokens_file).
+        self.ingest_auth: IngestAuth | None = None
+        if self.metrics is not None:
+            tokens = load_ingest_tokens(settings.ingest_tokens_file)
+            if tokens is not None:
+                self.ingest_auth = IngestAuth(tokens, self.metrics, settings.ingest_auth_header)
         self.slo_counts = CountsCache()  # the schedule reads only the newest minutes of each SLO
         self.slo_metrics = SloMetrics()
+        #: The "no data" rule: store unreachable, recovering, or this process's ingest behind.
+        self.completeness = Completeness(
+            recovery_s=settings.slo_recovery_s, oldest_unstored=self._oldest_unstored
+        )
+        #: "No data" results of cycles whose history the store could not take, written once it can.
+        self._unrecorded: list[evaluator.InstanceResult] = []
         if settings.evaluates:
             self.registry.register(self.slo_metrics)
         self._demo_webhook: WebhookLog | None = None
@@ -123,7 +219,18 @@ class SloscopeServer:
             raise StartupError(
                 f"the notification policy has errors (notification_policy):\n  {errors}"
             ) from None
-        self.backend = open_backend(settings.data_dir, settings.clickhouse_url, settings.insert_parallelism)
+        # Before anything can log or fail with them: the store's password, the receivers' secrets.
+        secrets.register(secrets.collect(settings, self.policy))
+        secrets.register([settings.session_secret] if settings.session_secret else [])
+        #: The TLS files when TLS is on (files checked by settings.load; read again when serving).
+        self.tls = tls.enabled(settings)
+        self.backend = open_backend(
+            settings.data_dir,
+            settings.clickhouse_url,
+            settings.insert_parallelism,
+            user=settings.clickhouse_user,
+            password=settings.clickhouse_password,
+        )
         try:
             # Every role migrates at start: the statements are idempotent, so instances starting
             # at once against one server all succeed, and whichever comes first does the work.
@@ -137,6 +244,8 @@ class SloscopeServer:
             log.info("schema migrated", extra={"versions": applied})
         #: The durable queues, one per signal; none in roles without receivers (no write-ahead log).
         self.queues: dict[str, DurableQueue] = {}
+        #: The receivers' memory bound (collector/admission.py); None in roles without receivers.
+        self.admission: Admission | None = None
         if settings.receives:
             assert self.metrics is not None
             writer = OtlpWriter(self.backend, settings.correlation_keys)
@@ -144,11 +253,21 @@ class SloscopeServer:
                 max_batch_rows=settings.batch_rows,
                 max_batch_delay=settings.batch_delay,
                 max_queue_bytes=settings.max_queue_bytes,
+                max_batch_bytes=flush_batch_bytes(settings.max_memory_bytes),  # the memory bound's share
+                max_wal_bytes=settings.max_wal_bytes,
+                min_free_bytes=settings.min_free_disk_bytes,
                 parallelism=settings.insert_parallelism,
+                dedup_window=dedup.DEFAULT_CAPACITY,  # a client's retry after a lost answer: logged once
             )
             # Per process: each collector has its own data directory and replays only its own log.
             wal_root = settings.data_dir / "wal"
             self.queues = {s: DurableQueue(s, wal_root / s, writer, self.metrics, limits) for s in SIGNALS}
+            # The embedded engine's memory is this process's: it can be asked to give freed pages back.
+            self.admission = Admission(
+                AdmissionLimits(settings.max_memory_bytes, settings.max_inflight_bytes),
+                self.registry,
+                release_memory=None if settings.clickhouse_url else self._release_engine_memory,
+            )
         self.alerting: Alerting | None = None
         if settings.evaluates:
             self.alerting = Alerting(
@@ -157,6 +276,8 @@ class SloscopeServer:
         if settings.role == "evaluator" and not self.slos:
             log.warning("role evaluator without SLOs (slos): only the service map roll-up runs")
         self._servers: list[_Server] = []
+        #: The API port's application, once serving.
+        self.api_app: object | None = None
         self.otlp_url = self.api_url = self.zipkin_url = self.otlp_grpc_address = ""
         self._grpc: grpc.aio.Server | None = None
         self._demo = None
@@ -164,6 +285,33 @@ class SloscopeServer:
         self._scheduler_started = False  # readiness: a schedule that started and then stopped
         self._stop_roll_up = threading.Event()
         self._roll_up_thread = threading.Thread(target=self._roll_up_loop, name="service-map", daemon=True)
+
+    def reload_slos(self) -> list[Slo]:
+        """Read the SLO specs again (``POST /api/v1/admin/slos/reload``) and evaluate and show the new
+        ones from now on. ValueError listing the problems if they have any; the old SLOs stay."""
+        try:
+            slos = load_slos(self.settings.slos)
+        except StartupError as exc:
+            raise ValueError(str(exc)) from None
+        self.slos = slos
+        self.slo_catalog.replace(slos)
+        log.info("SLO specs reloaded", extra={"slos": len(slos)})
+        if self._servers:
+            self._start_scheduler()  # the first SLOs of a server that started without any
+        return slos
+
+    def ingest_token_list(self) -> list[dict[str, str]]:
+        """Name and tenant of each ingest token (``GET /api/v1/admin/tokens``); never the digests."""
+        tokens = self.ingest_auth.tokens if self.ingest_auth is not None else None
+        if tokens is None:
+            # A UI without receivers reads the same tokens file, to list it.
+            tokens = load_ingest_tokens(self.settings.ingest_tokens_file) if self.settings.ingest_tokens_file else None
+        if tokens is None:
+            return []
+        return [{"name": t.name, "tenant": t.tenant} for t in tokens.tokens]
+
+    def _release_engine_memory(self) -> None:
+        self.backend.command(queries.RELEASE_MEMORY)
 
     def _roll_up_loop(self) -> None:
         # A failed pass is logged and retried at the next interval; it never stops the server.
@@ -181,21 +329,46 @@ class SloscopeServer:
         """
         if self.alerting is None:
             raise RuntimeError(f"role {self.settings.role!r} does not evaluate SLOs")
+        at_s = (int(time.time()) if at_s is None else at_s) // 60 * 60
         try:
-            at_s = (int(time.time()) if at_s is None else at_s) // 60 * 60
-            results = evaluator.evaluate(self.backend, self.slos, at_s, self.slo_counts)
-            history.record(self.backend, results)
-            self.alerting.process(self.slos, results, at_s)
-        except StoreUnavailable:
-            log.exception("SLO evaluation skipped: store unavailable")
-            return
+            reason = self.completeness.reason()
+            if reason:
+                results = evaluator.no_data(self.slos, at_s, reason)
+            else:
+                results = evaluator.evaluate(self.backend, self.slos, at_s, self.slo_counts)
+        except StoreUnavailable as exc:
+            self.completeness.store_unreachable()
+            results = evaluator.no_data(self.slos, at_s, f"store unavailable: {str(exc)[:200]}")
         except Exception:
             log.exception("SLO evaluation failed")
             return
+        if any(r.no_data for r in results):
+            # Counts cached from a store that missed data would be reused for up to an hour: the
+            # first evaluation with trustworthy data reads every window in full.
+            self.slo_counts = CountsCache()
+            log.warning("SLO evaluations report no data", extra={"reason": results[0].no_data})
+        try:
+            history.record(self.backend, [*self._unrecorded, *results])
+            self._unrecorded = []
+        except StoreUnavailable:
+            self._unrecorded = [*self._unrecorded, *[r for r in results if r.no_data]][-_UNRECORDED_MAX:]
+        except Exception:
+            log.exception("SLO evaluation history not written")
+        try:
+            self.alerting.process(self.slos, results, at_s)
+        except StoreUnavailable:
+            log.exception("alerting skipped: store unavailable")
+        except Exception:
+            log.exception("alerting failed")
         self.slo_metrics.update(results)
         for result in results:
             if result.error:
                 log.warning("SLO not evaluated", extra={"slo": result.slo.name, "error": result.error})
+
+    def _oldest_unstored(self) -> float | None:
+        """When this process's oldest acknowledged but unstored data was acknowledged (None: none)."""
+        times = [t for q in self.queues.values() if (t := q.unflushed_since()) is not None]
+        return min(times, default=None)
 
     def _start_scheduler(self) -> None:
         if not self.settings.evaluates or not self.slos or self._scheduler.running:
@@ -216,7 +389,9 @@ class SloscopeServer:
         """Reasons the server is not ready to serve its role; empty when it is.
 
         Every role needs the store and the current schema; a collector also needs its flushers to
-        write, an evaluator its schedule and roll-up running."""
+        write, an evaluator its schedule and roll-up running. Except role ``collector``: its job is
+        to take data durably, so while its write-ahead logs have room a store outage does not make
+        it unready (a load balancer would otherwise send the data nowhere); a full log does."""
         problems = []
         try:
             self.backend.query_arrow(queries.PING)
@@ -224,10 +399,11 @@ class SloscopeServer:
             if pending:
                 problems.append(f"migrations not applied: {pending}")
         except Exception as exc:
-            problems.append(f"store unreachable: {str(exc)[:300]}")
-        problems += [
-            f"{name} flusher cannot write to the store" for name, q in self.queues.items() if not q.healthy
-        ]
+            problems.append(f"store unreachable: {secrets.registry.redact(str(exc))[:300]}")
+        if self.settings.role == "collector":
+            problems = [p for q in self.queues.values() for p in q.problems(store=False)]
+        else:
+            problems += [p for q in self.queues.values() for p in q.problems()]
         if self.settings.evaluates and not self._stop_roll_up.is_set():
             if self._scheduler_started and not self._scheduler.running:
                 problems.append("SLO evaluation schedule stopped")
@@ -235,13 +411,23 @@ class SloscopeServer:
                 problems.append("service map roll-up not running")
         return problems
 
-    def _uvicorn(self, app: object) -> _Server:
+    def _uvicorn(self, app: object, client_auth: bool = False) -> _Server:
+        """A server for ``app``; with TLS on it speaks only TLS, and with ``client_auth`` (the ingest
+        ports) requires a client certificate when ``tls_client_ca_file`` is set."""
+        try:
+            context = None if self.tls is None else tls.server_context(self.tls, client_auth=client_auth)
+        except tls.TlsError as exc:  # the files changed since the settings were checked
+            raise StartupError(str(exc)) from None
         config = uvicorn.Config(
             app,
             log_config=None,
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=5,
+            # The client address and scheme are the peer's: X-Forwarded-* are believed only from
+            # trusted_proxies, by ui/auth.py (uvicorn would believe them from 127.0.0.1).
+            proxy_headers=False,
+            ssl_context_factory=None if context is None else lambda _config, _default: context,
         )
         return _Server(config)
 
@@ -251,29 +437,38 @@ class SloscopeServer:
         Only the role's listeners open: a collector has no web UI, the evaluator and the UI no
         receivers (their ports stay closed, so a misrouted exporter fails loudly)."""
         host = self.settings.host
+        scheme = "http" if self.tls is None else "https"
         listeners: list[tuple[object, socket.socket]] = []
         api_socket = _listen(host, self.settings.api_port, "api_port")
-        self.api_url = f"http://{host}:{api_socket.getsockname()[1]}"
+        self.api_url = f"{scheme}://{host}:{api_socket.getsockname()[1]}"
         if self.settings.receives:
             otlp_socket = _listen(host, self.settings.otlp_http_port, "otlp_http_port")
             zipkin_socket = _listen(host, self.settings.zipkin_port, "zipkin_port")
-            self.otlp_url = f"http://{host}:{otlp_socket.getsockname()[1]}"
-            self.zipkin_url = f"http://{host}:{zipkin_socket.getsockname()[1]}"
+            self.otlp_url = f"{scheme}://{host}:{otlp_socket.getsockname()[1]}"
+            self.zipkin_url = f"{scheme}://{host}:{zipkin_socket.getsockname()[1]}"
             for queue in self.queues.values():
                 queue.start()
             assert self.metrics is not None
-            intake = Intake(self.queues, self.metrics)
+            assert self.admission is not None
+            self.admission.start()
+            intake = Intake(self.queues, self.metrics, admission=self.admission)
             # grpc.aio binds to the running loop, and stops a server that is garbage collected: keep it.
-            self._grpc = otlp_grpc.create_server(intake, self.settings.max_body_bytes)
+            auth = self.ingest_auth
+            self._grpc = otlp_grpc.create_server(intake, self.settings.max_body_bytes, auth=auth)
             try:
-                grpc_port = await otlp_grpc.start(self._grpc, host, self.settings.otlp_grpc_port)
+                credentials = None if self.tls is None else tls.grpc_credentials(self.tls)
+                grpc_port = await otlp_grpc.start(self._grpc, host, self.settings.otlp_grpc_port, credentials)
             except OSError as exc:
                 raise StartupError(f"{exc} (otlp_grpc_port)") from exc
             self.otlp_grpc_address = f"{host}:{grpc_port}"
             otlp_app = otlp_http.create_app(
-                intake, otlp_http.HttpLimits(max_body_bytes=self.settings.max_body_bytes)
+                intake, otlp_http.HttpLimits(max_body_bytes=self.settings.max_body_bytes), auth=auth
             )
-            zipkin_app = zipkin.create_app(intake, max_body_bytes=self.settings.max_body_bytes)
+            zipkin_app = zipkin.create_app(intake, max_body_bytes=self.settings.max_body_bytes, auth=auth)
+            # The memory bound, checked before a body is read (collector/admission.py).
+            requests = self.metrics.requests
+            otlp_app = ReadAdmission(otlp_app, self.admission, otlp_refusal, requests, "http")
+            zipkin_app = ReadAdmission(zipkin_app, self.admission, text_refusal, requests, "zipkin")
             listeners += [(otlp_app, otlp_socket), (zipkin_app, zipkin_socket)]
         if self.settings.evaluates:
             if not self._roll_up_thread.is_alive() and not self._stop_roll_up.is_set():
@@ -281,12 +476,20 @@ class SloscopeServer:
             self._start_scheduler()
         if self.settings.serves_ui:
             api_app = api.create_app(
-                self.backend, self.registry, self.readiness, self.slos, self.policy.external_url
+                self.backend,
+                self.registry,
+                self.readiness,
+                self.slo_catalog,
+                self.policy.external_url,
+                auth=self.ui_auth,
+                admin=AdminHooks(reload_slos=self.reload_slos, tokens=self.ingest_token_list),
             )
         else:
             api_app = api.create_ops_app(self.registry, self.readiness)
+        self.api_app = api_app
         listeners.insert(0, (api_app, api_socket))
-        self._servers = [self._uvicorn(app) for app, _ in listeners]
+        # The API and UI port (first) is server-TLS only: browsers carry no client certificates.
+        self._servers = [self._uvicorn(app, client_auth=i > 0) for i, (app, _) in enumerate(listeners)]
         if handle_signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -312,12 +515,17 @@ class SloscopeServer:
             parts = [f"health and metrics at {self.api_url}/readyz and {self.api_url}/metrics"]
         if self.settings.receives:
             parts += [
-                f"OTLP/gRPC at {self.otlp_grpc_address}",
+                f"OTLP/gRPC at {'' if self.tls is None else 'https://'}{self.otlp_grpc_address}",
                 f"OTLP/HTTP at {self.otlp_url}",
                 f"Zipkin at {self.zipkin_url}/api/v2/spans",
             ]
+            if self.ingest_auth is not None:
+                count, header = len(self.ingest_auth.tokens), self.ingest_auth.header
+                parts.append(f"ingest auth on ({count} token{'s' if count != 1 else ''}, header {header})")
         if self.settings.role == "evaluator":
             parts.append(f"evaluating {len(self.slos)} SLOs")
+        if self.tls is not None:
+            parts.append("TLS on" + (", client certificates required for ingest" if self.tls.mutual else ""))
         parts.append(f"store: {self.settings.store_label}")
         role = "" if self.settings.role == "all" else f" (role {self.settings.role})"
         return f"sloscope is up{role}: " + "  ".join(parts)
@@ -326,7 +534,14 @@ class SloscopeServer:
         from sloscope.demo import Demo, DemoConfig
 
         endpoint = self.otlp_url
-        self._demo = Demo(DemoConfig(endpoint=endpoint, rate=self.settings.demo_rate))
+        if self.tls is None:
+            self._demo = Demo(DemoConfig(endpoint=endpoint, rate=self.settings.demo_rate))
+        else:
+            # Over TLS the demo trusts this server's own certificate file (settings refuse the demo
+            # with mutual TLS: it has no client certificate): see docs/security/tls-and-secrets.md.
+            self._demo = Demo(
+                DemoConfig(endpoint=endpoint, rate=self.settings.demo_rate), **demo_tls(self.tls)
+            )
         self._demo.start()
         log.info("demo traffic started", extra={"endpoint": endpoint, "rate": self.settings.demo_rate})
 
@@ -358,6 +573,8 @@ class SloscopeServer:
             self._roll_up_thread.join()  # the pass in progress stops after its minute, before the store closes
         for queue in self.queues.values():
             queue.stop()
+        if self.admission is not None:
+            self.admission.close()  # its purges use the store
         self.backend.close()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from alerts.policy import Policy, load_policy
 from slo.spec import SpecErrors
-from sloscope import logs, settings
+from sloscope import logs, secrets, settings
 from sloscope.app import StartupError
 from store import StoreError, StoreUnavailable
 
@@ -33,6 +33,15 @@ def _store_flags(parser: argparse.ArgumentParser) -> None:
         "--clickhouse-url",
         help="use a ClickHouse server instead of the embedded store, e.g. "
         "http://user:pass@host:8123/db (SLOSCOPE_CLICKHOUSE_URL)",
+    )
+    parser.add_argument(
+        "--clickhouse-user",
+        help="ClickHouse user, instead of one in the URL (SLOSCOPE_CLICKHOUSE_USER); the password is "
+        "read from SLOSCOPE_CLICKHOUSE_PASSWORD or --clickhouse-password-file, never from a flag",
+    )
+    parser.add_argument(
+        "--clickhouse-password-file",
+        help="file holding the ClickHouse password (SLOSCOPE_CLICKHOUSE_PASSWORD_FILE)",
     )
     parser.add_argument(
         "--clickhouse-cluster",
@@ -69,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--otlp-grpc-port", type=int, help="OTLP/gRPC port (default 4317)")
     serve.add_argument("--zipkin-port", type=int, help="Zipkin v2 JSON port (default 9411)")
     serve.add_argument("--api-port", type=int, help="API and UI port (default 8080)")
+    serve.add_argument(
+        "--tls-cert-file",
+        help="PEM certificate (chain): every port serves TLS; needs --tls-key-file (SLOSCOPE_TLS_CERT_FILE)",
+    )
+    serve.add_argument("--tls-key-file", help="PEM private key of --tls-cert-file (SLOSCOPE_TLS_KEY_FILE)")
+    serve.add_argument(
+        "--tls-client-ca-file",
+        help="PEM CA certificates: OTLP/HTTP, OTLP/gRPC and Zipkin then require client certificates "
+        "signed by them (mutual TLS) (SLOSCOPE_TLS_CLIENT_CA_FILE)",
+    )
     serve.add_argument("--retention-days", type=int, help="days of data to keep, 0 for ever (default 7)")
     serve.add_argument(
         "--max-body-bytes",
@@ -79,6 +98,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-queue-bytes",
         type=int,
         help="acknowledged data not yet stored before exports get 429 (default 512 MiB)",
+    )
+    serve.add_argument(
+        "--max-wal-bytes",
+        type=int,
+        help="disk the write-ahead log of one signal may take before exports get 503; 0: no cap "
+        "(default 2 GiB)",
+    )
+    serve.add_argument(
+        "--min-free-disk-bytes",
+        type=int,
+        help="free space the write-ahead log leaves on its disk before exports get 503 (default 256 MiB)",
+    )
+    serve.add_argument(
+        "--max-memory-bytes",
+        type=int,
+        help="resident memory of the process (embedded engine included) from 85%% of which exports get "
+        "429; 0: no bound (default 1 GiB)",
+    )
+    serve.add_argument(
+        "--max-inflight-bytes",
+        type=int,
+        help="request bytes being decoded or logged at once before exports get 429; 0: no cap "
+        "(default 32 MiB)",
     )
     serve.add_argument("--batch-rows", type=int, help="rows per write into the store (default 200000)")
     serve.add_argument("--batch-delay", type=float, help="longest wait before a write, seconds (default 1)")
@@ -96,8 +138,56 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--slo-interval", type=int, help="seconds between SLO evaluations (default 60: every minute)"
     )
+    serve.add_argument(
+        "--slo-recovery-s",
+        type=int,
+        help="seconds SLO evaluations report no data after the store was unreachable (default 120)",
+    )
     serve.add_argument("--log-format", choices=["text", "json"], help="log format (default text)")
     serve.add_argument("--log-level", help="log level (default INFO)")
+    serve.add_argument(
+        "--ingest-tokens-file",
+        help="YAML file of ingest tokens (sha256, tenant, rate limit): exports then need a token "
+        "(docs/security/ingest-auth.md; default: no ingest authentication)",
+    )
+    serve.add_argument(
+        "--ingest-auth-header",
+        help="header carrying the ingest token: authorization (Bearer, the default) or e.g. x-api-key",
+    )
+    serve.add_argument(
+        "--users-file",
+        help="YAML file of the UI's and API's users (password hashes, roles, tenants): pages and the API "
+        "then need a user (docs/security/ui-auth.md; SLOSCOPE_USERS_FILE, or the document itself in "
+        "SLOSCOPE_USERS; default: no authentication)",
+    )
+    serve.add_argument(
+        "--session-secret-file",
+        help="file holding the secret that signs login sessions, shared by UI replicas "
+        "(SLOSCOPE_SESSION_SECRET_FILE or SLOSCOPE_SESSION_SECRET; default: random per process)",
+    )
+    serve.add_argument("--session-max-age", type=int, help="seconds a login session lasts (default 43200)")
+    serve.add_argument(
+        "--auth-proxy-header",
+        help="header naming the user, set by an authenticating reverse proxy, e.g. X-Forwarded-User; "
+        "believed only from --auth-proxy-trusted",
+    )
+    serve.add_argument(
+        "--auth-proxy-trusted", type=_csv, help="comma-separated addresses or CIDR blocks of that proxy"
+    )
+    serve.add_argument(
+        "--auth-proxy-default-role",
+        choices=["viewer", "responder", "admin"],
+        help="role of proxy users missing from the users file (default: refused)",
+    )
+    serve.add_argument(
+        "--trusted-proxies",
+        type=_csv,
+        help="comma-separated addresses or CIDR blocks of proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed",
+    )
+    serve.add_argument(
+        "--metrics-auth", action="store_true", default=None, help="/metrics needs a user too (default: open)"
+    )
 
     migrate = commands.add_parser(
         "migrate",
@@ -170,7 +260,139 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--format", choices=["table", "json"], default="table")
     _store_flags(backtest)
     backtest.set_defaults(slo_handler=_slo_backtest)
+
+    token = commands.add_parser(
+        "token",
+        help="make and check ingest tokens",
+        description="Ingest tokens for the tokens file (ingest_tokens_file, docs/security/ingest-auth.md).",
+    )
+    token_commands = token.add_subparsers(dest="token_command", metavar="SUBCOMMAND", required=True)
+    new = token_commands.add_parser(
+        "new",
+        help="make a token and its entry for the tokens file",
+        description="Print a new random token once (on stderr: give it to the client and keep it secret) "
+        "and the tokens file entry holding its SHA-256 (on stdout, so `>> tokens.yaml` appends it).",
+    )
+    new.add_argument("--name", required=True, help="the token's name (in /metrics and the log)")
+    new.add_argument("--tenant", help="the tenant every row sent with this token is stored under")
+    new.add_argument("--items-per-second", type=float, help="rate limit: spans, points or records per second")
+    new.add_argument("--burst", type=int, help="rate limit: largest burst (default: one second's worth)")
+    new.add_argument(
+        "--stdin",
+        action="store_true",
+        help="read the token from stdin instead of making one (e.g. from a secret manager)",
+    )
+    new.set_defaults(token_handler=_token_new)
+    check = token_commands.add_parser(
+        "check",
+        help="check a tokens file and list its tokens",
+        description="Check a tokens file. Prints every error as file:line: field: problem and exits 1, or "
+        "lists the tokens (name, tenant, rate limit; never a digest) and exits 0.",
+    )
+    check.add_argument("path", metavar="PATH", type=Path, help="the tokens file")
+    check.set_defaults(token_handler=_token_check)
+
+    user = commands.add_parser(
+        "user",
+        help="make password hashes and check users files",
+        description="Users of the web UI and the API (users_file, docs/security/ui-auth.md).",
+    )
+    user_commands = user.add_subparsers(dest="user_command", metavar="SUBCOMMAND", required=True)
+    hash_command = user_commands.add_parser(
+        "hash",
+        help="print an argon2 hash of a password",
+        description="Read a password (asked twice on a terminal, else the first line of stdin) and print "
+        "its argon2id hash for the password_hash field of the users file.",
+    )
+    hash_command.set_defaults(user_handler=_user_hash)
+    user_check = user_commands.add_parser(
+        "check",
+        help="check a users file and list its users",
+        description="Check a users file. Prints every error as file:line: field: problem and exits 1, or "
+        "lists the users (name, role, tenant; never a hash) and exits 0.",
+    )
+    user_check.add_argument("path", metavar="PATH", type=Path, help="the users file")
+    user_check.set_defaults(user_handler=_user_check)
     return parser
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _user_hash(args: argparse.Namespace) -> int:
+    """``sloscope user hash``: a password from the terminal (twice) or stdin, hashed with argon2id."""
+    import getpass
+
+    from ui.users import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("sloscope: error: the passwords differ", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("sloscope: error: the password is empty", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
+
+
+def _user_check(args: argparse.Namespace) -> int:
+    """``sloscope user check PATH``."""
+    from ui.users import UsersError, load_users
+
+    try:
+        users = load_users(args.path)
+    except UsersError as exc:
+        for error in exc.errors:
+            print(error)
+        print(f"{len(exc.errors)} error{'s' if len(exc.errors) != 1 else ''}", file=sys.stderr)
+        return 1
+    for found in users.values():
+        tenant = "(every tenant)" if found.tenant is None else (found.tenant or "(default)")
+        login = "password" if found.password_hash else "proxy only"
+        print(f"{found.name}  role={found.role}  tenant={tenant}  sign-in={login}")
+    print(f"{len(users)} user{'s' if len(users) != 1 else ''} OK")
+    return 0
+
+
+def _token_new(args: argparse.Namespace) -> int:
+    """``sloscope token new --name N [--tenant T] [--items-per-second R [--burst B]]``."""
+    from collector import auth
+
+    entry = auth.token_entry(
+        args.name, args.tenant or "", args.items_per_second, args.burst, sys.stdin if args.stdin else None
+    )
+    if not args.stdin:
+        print(
+            f"ingest token {args.name!r} (shown only now; give it to the client and keep it secret):\n"
+            f"{entry.token}",
+            file=sys.stderr,
+        )
+    print(entry.yaml, end="")
+    return 0
+
+
+def _token_check(args: argparse.Namespace) -> int:
+    """``sloscope token check PATH``."""
+    from collector.auth import TokenFileErrors, TokenSet
+
+    try:
+        tokens = TokenSet.load(args.path)
+    except TokenFileErrors as exc:
+        for error in exc.errors:
+            print(error)
+        print(f"{len(exc.errors)} error{'s' if len(exc.errors) != 1 else ''}", file=sys.stderr)
+        return 1
+    for token in tokens.tokens:
+        limit = token.rate_limit
+        rate = f"{limit.items_per_second:g}/s burst {limit.burst}" if limit else "none"
+        print(f"{token.name}  tenant={token.tenant or '(default)'}  rate_limit={rate}")
+    print(f"{len(tokens)} token{'s' if len(tokens) != 1 else ''} OK")
+    return 0
 
 
 def _slo_validate(args: argparse.Namespace) -> int:
@@ -211,7 +433,12 @@ def _slo_store_command(args: argparse.Namespace, path: str | None, run: Callable
             print(f"sloscope: error: --slo: no SLO named {', '.join(unknown)} in {source}", file=sys.stderr)
             return 2
         slos = [s for s in slos if s.name in only]
-    backend = open_backend(config.data_dir, config.clickhouse_url)
+    backend = open_backend(
+        config.data_dir,
+        config.clickhouse_url,
+        user=config.clickhouse_user,
+        password=config.clickhouse_password,
+    )
     try:
         return run(backend, slos)
     finally:
@@ -280,6 +507,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.seed is not None:
             forwarded += ["--seed", str(args.seed)]
         return demo.main(forwarded)
+    if args.command == "user":
+        return args.user_handler(args)
+    if args.command == "token":
+        try:
+            return args.token_handler(args)
+        except ValueError as exc:
+            print(f"sloscope: error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "slo":
         try:
             return args.slo_handler(args)
@@ -299,12 +534,18 @@ def main(argv: list[str] | None = None) -> int:
         config = settings.load(_overrides(args))
     except settings.SettingsError as exc:
         parser.error(str(exc))
+    secrets.register(secrets.collect(config))  # the store's password; serve adds the receivers'
     logs.configure(config.log_level, config.log_format)
     try:
         if args.command == "migrate":
             from store import migrations, open_backend
 
-            backend = open_backend(config.data_dir, config.clickhouse_url)
+            backend = open_backend(
+                config.data_dir,
+                config.clickhouse_url,
+                user=config.clickhouse_user,
+                password=config.clickhouse_password,
+            )
             try:
                 applied = migrations.migrate(backend, cluster=config.clickhouse_cluster or None)
             finally:

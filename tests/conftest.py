@@ -50,13 +50,16 @@ def wait_until(predicate: Callable[[], T], timeout: float = 20.0) -> T:
     raise AssertionError(f"condition not met within {timeout}s")
 
 
-def wait_ready(api: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+def wait_ready(
+    api: str, timeout: float = 60.0, proc: subprocess.Popen | None = None, verify: bool | str = True
+) -> None:
+    """Poll ``{api}/readyz`` until it answers 200 (``verify``: httpx's, for an https ``api``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            if httpx.get(f"{api}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{api}/readyz", timeout=2, verify=verify).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -93,17 +96,19 @@ def in_process(data_dir: Path, **overrides: object) -> Iterator[InProcess]:
     """``sloscope serve`` in-process on free ports, with settings ``overrides``.
 
     chDB holds one data directory per process at a time: one at a time, module-scoped at most.
+    With ``tls_cert_file`` the URLs are https (readiness is polled without verifying the certificate;
+    the TLS tests verify it themselves).
     """
     ports = {name: free_port() for name in ("otlp_http_port", "otlp_grpc_port", "zipkin_port", "api_port")}
-    server = SloscopeServer(
-        settings_mod.load({"data_dir": data_dir, "batch_delay": 0.1, **ports, **overrides}, environ={})
-    )
+    settings = settings_mod.load({"data_dir": data_dir, "batch_delay": 0.1, **ports, **overrides}, environ={})
+    server = SloscopeServer(settings)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(handle_signals=False)), daemon=True)
     thread.start()
-    api = f"http://127.0.0.1:{ports['api_port']}"
+    scheme = "https" if settings.tls_cert_file else "http"
+    api = f"{scheme}://127.0.0.1:{ports['api_port']}"
     try:
-        wait_ready(api)
-        yield InProcess(server, f"http://127.0.0.1:{ports['otlp_http_port']}", api)
+        wait_ready(api, verify=scheme == "http")
+        yield InProcess(server, f"{scheme}://127.0.0.1:{ports['otlp_http_port']}", api)
     finally:
         server.request_stop()
         thread.join(30)
@@ -216,10 +221,17 @@ def browser():  # noqa: ANN201
         b.close()
 
 
+CSP_REPORTER = """document.addEventListener("securitypolicyviolation", (e) =>
+  console.error("CSP violation: " + e.violatedDirective + " " + (e.blockedURI || "inline")));"""
+
+
 @pytest.fixture()
 def page(browser):  # noqa: ANN001, ANN201
-    """A fresh page; console errors and failed requests are collected in ``page.problems``."""
+    """A fresh page; console errors, failed requests and Content-Security-Policy violations are
+    collected in ``page.problems``."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
+    # Every violation of the page's CSP becomes a console error (init scripts are exempt from it).
+    context.add_init_script(CSP_REPORTER)
     pg = context.new_page()
     pg.problems = []  # type: ignore[attr-defined]
     pg.on("console", lambda m: m.type == "error" and pg.problems.append(f"console: {m.text}"))

@@ -407,7 +407,7 @@ def test_secrets_from_env_and_files(tmp_path: Path) -> None:
             [
                 "1: receivers[0].send_resolve: unknown key 'send_resolve' (did you mean 'send_resolved'?)",
                 "1: receivers[0].webhook.max_alerts: unknown key 'max_alerts' (expected one of url, url_env, "
-                "url_file)",
+                "url_file, bearer_token, bearer_token_env, bearer_token_file)",
             ],
             id="receiver-unknown-keys",
         ),

@@ -117,3 +117,41 @@ def test_a_group_that_vanishes_resolves_but_an_slo_that_errs_keeps_its_alerts() 
     before = dict(records)
     assert state.step(records, [slo], [failed], 180) == ([], [])
     assert records == before
+
+
+def _no_data(slo: Slo, at_s: int) -> InstanceResult:
+    return InstanceResult(slo, (), at_s, None, no_data="store unavailable: connection refused")
+
+
+def test_no_data_keeps_alerts_by_default_resolves_them_with_ok_and_pages_with_alert() -> None:
+    from dataclasses import replace
+
+    for action in ("keep", "ok", "alert"):
+        slo = _slo(alerting=AlertPolicy((PAGE, TICKET), on_no_data=action))
+        records: dict[str, AlertRecord] = {}
+        state.step(records, [slo], [_result(slo, "/a", {PAGE})], 60)
+        touched, transitions = state.step(records, [slo], [_no_data(slo, 120)], 120)
+        moves = {(records[t.alert_id].severity, t.to_state) for t in transitions}
+        page = next(r for r in records.values() if r.severity == "page" and r.group)
+        if action == "keep":
+            assert (touched, transitions) == ([], [])
+            assert page.state == "firing"
+        elif action == "ok":
+            assert moves == {("page", "resolved")}
+        else:
+            no_data_id = state.no_data_alert_id("checkout", "page")
+            assert [(t.alert_id, t.to_state) for t in transitions] == [(no_data_id, "firing")]
+            assert page.state == "firing"  # the burn-rate alert is kept as it was
+            alert = state.alert(records[no_data_id], slo, _no_data(slo, 120))
+            assert alert.label_map["alertname"] == "SLONoData" and alert.pair is None
+            assert alert.annotation_map["no_data_reason"] == "store unavailable: connection refused"
+            # Data again: the no-data alert resolves; a stored record is recognised by its id.
+            loaded = {k: replace(v) for k, v in records.items()}
+            _, transitions = state.step(loaded, [slo], [_result(slo, "/a", {PAGE})], 180)
+            assert [(t.alert_id, t.to_state) for t in transitions] == [(no_data_id, "resolved")]
+            assert state.is_no_data(loaded[no_data_id])
+    # An SLO without rules pages "page" on missing data.
+    bare = _slo(alerting=AlertPolicy((), on_no_data="alert"))
+    records = {}
+    touched, _ = state.step(records, [bare], [_no_data(bare, 60)], 60)
+    assert [(r.severity, r.state) for r in touched] == [("page", "firing")]

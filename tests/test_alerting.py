@@ -108,6 +108,9 @@ receivers:
 """
 ROUTING_KEY = "R0UT1NGKEY-alerting"
 
+#: What a script sends with a state-changing request that has no JSON body (see ui/auth.py).
+SCRIPT = {"X-Requested-By": "test"}
+
 
 def at(minute: int) -> int:
     """The checkout evaluation instant ``minute`` minutes into its stream (sees minutes < minute)."""
@@ -621,7 +624,8 @@ def test_a_silence_mutes_a_new_alert_until_it_is_expired(world: World) -> None:
     page = world.get(f"/api/v1/incidents/{incidents['hook']['id']}")
     assert [e for e in page["timeline"] if e["type"] == "notification"] == []
 
-    expired = httpx.delete(f"{api}/api/v1/silences/{silence['id']}", timeout=10)
+    # A state-changing request from a script carries X-Requested-By (or a JSON body): ui/auth.py's CSRF check.
+    expired = httpx.delete(f"{api}/api/v1/silences/{silence['id']}", headers=SCRIPT, timeout=10)
     assert expired.status_code == 200, expired.text
     ended = expired.json()["ends_at"]
     assert ended <= time.time() and expired.json()["active"] is False
@@ -675,12 +679,12 @@ def test_unknown_ids_are_404_and_bad_parameters_400(world: World) -> None:
     for response in (
         httpx.get(f"{api}/api/v1/incidents/no-such-incident", timeout=10),
         httpx.post(f"{api}/api/v1/incidents/no-such-incident/ack", json={"by": "x"}, timeout=10),
-        httpx.delete(f"{api}/api/v1/silences/no-such-silence", timeout=10),
+        httpx.delete(f"{api}/api/v1/silences/no-such-silence", headers=SCRIPT, timeout=10),
     ):
         assert response.status_code == 404, response.text
         assert "no-such-" in response.json()["detail"]
     incident = world.incidents("checkout")["hook"]["id"]
-    bad_ack = httpx.post(f"{api}/api/v1/incidents/{incident}/ack", content=b"[1]", timeout=10)
+    bad_ack = httpx.post(f"{api}/api/v1/incidents/{incident}/ack", content=b"[1]", headers=SCRIPT, timeout=10)
     assert bad_ack.status_code == 400 and "JSON object" in bad_ack.json()["detail"]
     assert world.get(f"/api/v1/incidents/{incident}")["acknowledged"] is None
     for path, params, name in (

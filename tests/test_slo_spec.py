@@ -740,3 +740,39 @@ def test_tenant_in_both_formats(tmp_path: Path) -> None:
         "metadata.labels.tenant: '-x' is not a tenant name: use 1 to 64 letters, digits, '_', '.' or '-', "
         "starting with a letter or digit"
     )
+
+
+def test_on_no_data_in_both_formats(tmp_path: Path) -> None:
+    native = """
+    slos:
+      - name: a
+        service: s
+        objective: 99
+        sli: {logs: {bad: {severity_min: ERROR}}}
+        alerting: {on_no_data: alert}
+    """
+    assert load_one(tmp_path, native).alerting.on_no_data == "alert"
+    default = native.replace("{on_no_data: alert}", "{min_events: 1}")
+    assert load_one(tmp_path, default).alerting.on_no_data == "keep"
+    assert errors_of(tmp_path, native.replace("on_no_data: alert", "on_no_data: alret")) == [
+        f"{tmp_path / 'slos.yaml'}:6: slos[0].alerting.on_no_data: unknown action 'alret' (did you mean 'alert'?)"
+    ]
+    openslo = OPENSLO_SLO + """
+  indicator:
+    metadata: {name: i}
+    spec:
+      ratioMetric:
+        total: {metricSource: {type: sloscope, spec: {logs: {}}}}
+        bad: {metricSource: {type: sloscope, spec: {logs: {severity_min: WARN}}}}
+  alertPolicies:
+    - kind: AlertPolicy
+      metadata: {name: p}
+      spec:
+        alertWhenNoData: true
+        conditions:
+          - metadata: {name: c}
+            spec: {severity: page, condition: {kind: burnrate, op: gt, threshold: 6, lookbackWindow: 6h}}
+"""
+    assert load_one(tmp_path, openslo).alerting.on_no_data == "alert"
+    without = openslo.replace("alertWhenNoData: true", "alertWhenNoData: false")
+    assert load_one(tmp_path, without).alerting.on_no_data == "keep"

@@ -432,11 +432,14 @@ def test_the_incident_page_shows_the_timeline_runbook_slo_and_examples(world: Wo
         assert examples.nth(i).locator("a.trace").get_attribute("href") == f"/traces/{trace_id}"
         assert LOG_BODY in examples.nth(i).locator("pre.logs").inner_text()
     assert page.evaluate("window.__xss") is None
-    # The CSRF cookie: random, HttpOnly, SameSite=Strict, and echoed in both forms.
+    # The CSRF cookie: random, HttpOnly, SameSite=Strict, and echoed in both forms (and the header's
+    # time-zone form, and the page's <meta> for scripts).
     (cookie,) = [c for c in page.context.cookies() if c["name"] == "sloscope_csrf"]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and len(cookie["value"]) >= 32
-    tokens = page.locator('input[name="csrf_token"]').evaluate_all("xs => xs.map(x => x.value)")
+    tokens = page.locator('main input[name="csrf_token"]').evaluate_all("xs => xs.map(x => x.value)")
     assert tokens == [cookie["value"], cookie["value"]]
+    assert page.locator('header form.tz input[name="csrf_token"]').get_attribute("value") == cookie["value"]
+    assert page.locator('meta[name="csrf-token"]').get_attribute("content") == cookie["value"]
     screenshot(page, "incident")
     assert page.problems == []
 

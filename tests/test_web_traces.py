@@ -428,10 +428,11 @@ def test_the_trace_view_shows_the_tree_critical_path_details_and_logs(srv, page)
 
     # Find in the trace filters the rows; clearing it restores them.
     page.fill("#trace-search", "reserve")
-    page.wait_for_function("document.querySelectorAll('details.span:not([hidden])').length === 1")
+    # Predicates are functions: Playwright evaluates a bare expression with eval, which the CSP refuses.
+    page.wait_for_function("() => document.querySelectorAll('details.span:not([hidden])').length === 1")
     assert page.locator("#trace-search-count").inner_text() == "1 of 6 spans match"
     page.fill("#trace-search", "")
-    page.wait_for_function("document.querySelectorAll('details.span:not([hidden])').length === 6")
+    page.wait_for_function("() => document.querySelectorAll('details.span:not([hidden])').length === 6")
     assert page.problems == []
 
 
@@ -456,7 +457,7 @@ def test_a_10000_span_trace_opens_and_its_waterfall_responds(srv, page) -> None:
     # Interactive: collapsing the first child hides its 100 children.
     first = page.locator(f"#span-{shop.bulk_first_child}")
     first.locator(".toggle").click()
-    page.wait_for_function(f"document.getElementById('span-{shop.bulk_grandchild}').hidden", timeout=30_000)
+    page.wait_for_function(f"() => document.getElementById('span-{shop.bulk_grandchild}').hidden", timeout=30_000)
     interactive = time.perf_counter()
     timing = page.evaluate(
         """() => { const n = performance.getEntriesByType('navigation')[0];
@@ -491,7 +492,7 @@ def test_a_10000_span_trace_opens_and_its_waterfall_responds(srv, page) -> None:
     assert interactive - started < 30, figures  # generous bound: the figure itself is in docs/benchmarks.md
     # Find in a big trace.
     page.fill("#trace-search", "item 42")
-    page.wait_for_function("document.getElementById('trace-search-count').textContent.startsWith('99 of')")
+    page.wait_for_function("() => document.getElementById('trace-search-count').textContent.startsWith('99 of')")
     assert page.problems == []
 
 

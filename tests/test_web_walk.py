@@ -30,6 +30,7 @@ from sloscope import demo as demo_mod
 from sloscope.app import SloscopeServer
 from sloscope.demo import Demo, DemoConfig
 from sloscope.demo_webhook import WebhookLog
+from ui.security_headers import CONTENT_SECURITY_POLICY
 
 SLO = "payments-availability"
 RUNBOOK = "http://127.0.0.1:8080/runbooks/payments-availability"
@@ -121,8 +122,12 @@ def _click(page: Any, link: Any) -> None:
 def test_from_the_services_page_to_the_correlation_view_by_clicking(walk: Walk, page) -> None:  # noqa: ANN001
     incident_id = walk.incident["id"]
 
-    # 1. Services: payments is there with a nonzero error ratio.
-    page.goto(f"{walk.api}/")
+    # 1. Services: payments is there with a nonzero error ratio. Every page of the walk is served
+    # under the Content-Security-Policy (no inline scripts), and a violation would be a page problem.
+    response = page.goto(f"{walk.api}/")
+    assert response is not None
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert response.headers["x-frame-options"] == "DENY"
     assert page.locator("h1").inner_text() == "Services"
     services = page.locator("table.services tbody tr").evaluate_all("rs => rs.map(r => r.dataset.service)")
     assert {"gateway", "orders", "payments", "inventory", "email"} <= set(services)
@@ -217,6 +222,6 @@ def test_from_the_services_page_to_the_correlation_view_by_clicking(walk: Walk, 
     assert page.locator(f'table.traces tr[data-trace-id="{trace_id}"]').count() == 1
     screenshot(page, "walk-6-correlation")
 
-    assert page.problems == []
+    assert page.problems == []  # no console error and no CSP violation on any page of the walk
     # The notification that carried the example went out through the demo's webhook.
     assert SLO in walk.webhook_log.read_text()

@@ -14,6 +14,7 @@ from alerts.silences import parse_matcher
 from slo.model import Slo
 from store.backend import Backend
 from ui import (
+    api_admin,
     api_alerts,
     api_explore,
     api_metrics,
@@ -21,10 +22,23 @@ from ui import (
     api_slo,
     jaeger,
     pages_common,
+    pages_login,
     pages_services,
     pages_slos,
     pages_traces,
 )
+from ui.api_admin import AdminHooks
+from ui.auth import Authenticator, AuthMiddleware
+from ui.scoping import SloCatalog
+from ui.security_headers import SecurityHeadersMiddleware
+
+
+class _App(FastAPI):
+    """FastAPI with the security headers outside everything, so that they are on every response,
+    also on the plain 500 of an unhandled error (which FastAPI's own middleware stack answers)."""
+
+    def build_middleware_stack(self):  # noqa: ANN201
+        return SecurityHeadersMiddleware(super().build_middleware_stack())
 
 
 def _install_ops(app: FastAPI, registry: CollectorRegistry, readiness: Callable[[], list[str]]) -> None:
@@ -51,7 +65,7 @@ def _install_ops(app: FastAPI, registry: CollectorRegistry, readiness: Callable[
 def create_ops_app(registry: CollectorRegistry, readiness: Callable[[], list[str]]) -> FastAPI:
     """The API port of a role without the web UI (collector, evaluator): health, readiness and
     metrics only; every other path is 404."""
-    app = FastAPI(title="sloscope", docs_url=None, openapi_url=None, redoc_url=None)
+    app = _App(title="sloscope", docs_url=None, openapi_url=None, redoc_url=None)
     _install_ops(app, registry, readiness)
     return app
 
@@ -60,14 +74,26 @@ def create_app(
     backend: Backend,
     registry: CollectorRegistry,
     readiness: Callable[[], list[str]],
-    slos: Sequence[Slo] = (),
+    slos: Sequence[Slo] | SloCatalog = (),
     external_url: str = "",
+    auth: Authenticator | None = None,
+    admin: AdminHooks | None = None,
 ) -> FastAPI:
     """The API application. ``readiness`` returns the reasons the server is not ready (none: ready);
-    ``slos`` are the SLOs the SLO endpoints answer for; ``external_url`` the base of incident links."""
-    app = FastAPI(title="sloscope", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+    ``slos`` are the SLOs the SLO endpoints answer for (a catalog an admin's reload replaces);
+    ``external_url`` the base of incident links; ``auth`` the users and how they sign in (None or
+    without users: everything open, as in the embedded demo); ``admin`` what the admin endpoints call.
+
+    There is no Swagger UI page: it runs an inline script and loads its code from a CDN, which the
+    Content-Security-Policy refuses; ``/api/openapi.json`` describes the API for any OpenAPI viewer."""
+    app = _App(title="sloscope", docs_url=None, openapi_url="/api/openapi.json", redoc_url=None)
+    catalog = slos if isinstance(slos, SloCatalog) else SloCatalog(slos)
+    auth = auth or Authenticator()
+    app.state.auth, app.state.slos = auth, catalog
+    app.add_middleware(AuthMiddleware, auth=auth)
 
     pages_common.install(app)
+    app.include_router(pages_login.router(auth))
 
     @app.get("/api")
     def index() -> dict[str, Any]:
@@ -90,7 +116,9 @@ def create_app(
                 "alerts": "/api/v1/alerts",
                 "incidents": "/api/v1/incidents",
                 "silences": "/api/v1/silences",
-                "api_docs": "/api/docs",
+                "openapi": "/api/openapi.json",
+                "admin_reload_slos": "POST /api/v1/admin/slos/reload",
+                "admin_tokens": "/api/v1/admin/tokens",
                 "jaeger": "/jaeger/api/services",
             },
         }
@@ -101,10 +129,11 @@ def create_app(
     app.include_router(api_explore.router(backend))
     app.include_router(api_red.router(backend))
     app.include_router(api_metrics.router(backend))
-    app.include_router(api_slo.router(backend, slos))
-    app.include_router(api_alerts.router(backend, slos, parse_matcher, external_url))
-    app.include_router(pages_slos.router(backend, slos))
-    app.include_router(pages_services.router(backend, slos))
+    app.include_router(api_slo.router(backend, catalog))
+    app.include_router(api_alerts.router(backend, catalog, parse_matcher, external_url))
+    app.include_router(api_admin.router(catalog, admin or AdminHooks()))
+    app.include_router(pages_slos.router(backend, catalog))
+    app.include_router(pages_services.router(backend, catalog))
     app.include_router(jaeger.router(backend), prefix="/jaeger")
     app.include_router(pages_traces.router(backend))
 

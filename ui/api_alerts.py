@@ -16,16 +16,18 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 
 from alerts import store
 from alerts.model import Silence
 from slo.model import Slo, parse_duration
 from store.backend import Backend
+from ui.auth import require
 from ui.params import bad_request, call_store, parse_limit, parse_time
+from ui.scoping import SloCatalog, incident_visible, restricted, silence_visible
 
 STATES = ("firing", "resolved", "inactive")
 INCIDENT_LIMIT = (100, 10_000)
@@ -33,14 +35,16 @@ MAX_SILENCE_S = 365 * 86_400
 
 
 def router(
-    backend: Backend, slos: Sequence[Slo], parse_matcher: Callable[[str], Any], external_url: str = ""
+    backend: Backend, catalog: SloCatalog, parse_matcher: Callable[[str], Any], external_url: str = ""
 ) -> APIRouter:
-    """The alerting endpoints. ``parse_matcher`` turns ``slo = checkout`` into a Matcher (ValueError
-    with a message when it cannot)."""
+    """The alerting endpoints over the SLOs of ``catalog`` the request's user may see (a tenant's
+    user sees the alerts, incidents and silences of the tenant's SLOs: ``ui/scoping.py``).
+    ``parse_matcher`` turns ``slo = checkout`` into a Matcher (ValueError with a message when it
+    cannot)."""
     api = APIRouter()
-    by_name = {slo.name: slo for slo in slos}
+    responder = [Depends(require("responder"))]
 
-    def alert_json(record: store.AlertRecord) -> dict[str, Any]:
+    def alert_json(record: store.AlertRecord, by_name: dict[str, Slo]) -> dict[str, Any]:
         slo = by_name.get(record.slo)
         return {
             "id": record.id,
@@ -55,23 +59,36 @@ def router(
             "annotations": slo.annotation_map if slo else {},
         }
 
+    def visible_incident(request: Request, incident_id: str) -> dict[str, Any]:
+        """The incident, or 404 if there is none the user may see (another tenant's is "none")."""
+        incident = call_store(lambda: store.get_incident(backend, incident_id))
+        if incident is None or not incident_visible(incident, set(catalog.by_name(request)), request):
+            raise HTTPException(404, f"no incident {incident_id!r}")
+        return incident
+
     @api.get("/api/v1/alerts")
-    def list_alerts(state: str | None = None) -> dict[str, Any]:
+    def list_alerts(request: Request, state: str | None = None) -> dict[str, Any]:
         """Every alert, firing first."""
         if state and state not in STATES:
             raise bad_request(f"state: {state!r} must be one of {', '.join(STATES)}")
+        by_name = catalog.by_name(request)
         records = call_store(lambda: store.load_alerts(backend)).values()
-        chosen = [r for r in records if not state or r.state == state]
+        mine = (r for r in records if not restricted(request) or r.slo in by_name)
+        chosen = [r for r in mine if not state or r.state == state]
         chosen.sort(key=lambda r: (r.state != "firing", -(r.firing_since_s or 0), r.slo, r.severity))
-        return {"alerts": [alert_json(r) for r in chosen]}
+        return {"alerts": [alert_json(r, by_name) for r in chosen]}
 
     @api.get("/api/v1/incidents")
-    def list_incidents(status: str | None = None, limit: str | None = None) -> dict[str, Any]:
+    def list_incidents(request: Request, status: str | None = None, limit: str | None = None) -> dict[str, Any]:
         """Incidents, open first, newest first."""
         if status and status not in ("open", "resolved"):
             raise bad_request(f"status: {status!r} must be open or resolved")
         n = parse_limit(limit, *INCIDENT_LIMIT)
-        rows = call_store(lambda: store.list_incidents(backend, status or "", n))
+        names = set(catalog.by_name(request))
+        # A tenant's user: read as many as allowed, then keep theirs (others' must not crowd them out).
+        wanted = INCIDENT_LIMIT[1] if restricted(request) else n
+        found = call_store(lambda: store.list_incidents(backend, status or "", wanted))
+        rows = [row for row in found if incident_visible(row, names, request)][:n]
         acks = call_store(lambda: store.acknowledgements(backend))
         for row in rows:
             row["acknowledged"] = acks.get(row["id"])
@@ -79,13 +96,12 @@ def router(
         return {"incidents": rows}
 
     @api.get("/api/v1/incidents/{incident_id}")
-    def get_incident(incident_id: str) -> dict[str, Any]:
+    def get_incident(request: Request, incident_id: str) -> dict[str, Any]:
         """One incident with its alerts, state changes, notifications and deliveries."""
-        incident = call_store(lambda: store.get_incident(backend, incident_id))
-        if incident is None:
-            raise HTTPException(404, f"no incident {incident_id!r}")
+        incident = visible_incident(request, incident_id)
+        by_name = catalog.by_name(request)
         records = call_store(lambda: store.load_alerts(backend))
-        incident["alerts"] = [alert_json(records[a]) for a in incident["alert_ids"] if a in records]
+        incident["alerts"] = [alert_json(records[a], by_name) for a in incident["alert_ids"] if a in records]
         transitions = call_store(lambda: store.transitions(backend, incident["alert_ids"]))
         notifications = call_store(lambda: store.incident_notifications(backend, incident_id))
         timeline = [{"at": t["at_s"], "type": "alert", **t} for t in transitions] + [
@@ -96,13 +112,12 @@ def router(
         incident["acknowledged"] = call_store(lambda: store.acknowledgements(backend)).get(incident_id)
         return incident
 
-    @api.post("/api/v1/incidents/{incident_id}/ack")
+    @api.post("/api/v1/incidents/{incident_id}/ack", dependencies=responder)
     async def ack(incident_id: str, request: Request) -> dict[str, Any]:
         """Acknowledge an incident: its repeats stop, its resolve is still sent."""
         body = await _json_body(request)
         by, comment = str(body.get("by", "")), str(body.get("comment", ""))
-        if call_store(lambda: store.get_incident(backend, incident_id)) is None:
-            raise HTTPException(404, f"no incident {incident_id!r}")
+        visible_incident(request, incident_id)
         now_ms = time.time_ns() // 1_000_000
         call_store(lambda: store.acknowledge(backend, incident_id, now_ms, by[:200], comment[:2000]))
         return {"incident": incident_id, "acknowledged": {"at": now_ms / 1000, "by": by, "comment": comment}}
@@ -122,14 +137,14 @@ def router(
         }
 
     @api.get("/api/v1/silences")
-    def list_silences() -> dict[str, Any]:
+    def list_silences(request: Request) -> dict[str, Any]:
         """Every silence, active or not."""
         now_s = int(time.time())
-        return {
-            "silences": [silence_json(s, now_s) for s in call_store(lambda: store.load_silences(backend))]
-        }
+        names = set(catalog.by_name(request))
+        found = call_store(lambda: store.load_silences(backend))
+        return {"silences": [silence_json(s, now_s) for s in found if silence_visible(s, names, request)]}
 
-    @api.post("/api/v1/silences", status_code=201)
+    @api.post("/api/v1/silences", status_code=201, dependencies=responder)
     async def create_silence(request: Request) -> dict[str, Any]:
         """Create a silence; answers its id."""
         body = await _json_body(request)
@@ -166,13 +181,24 @@ def router(
             str(body.get("created_by", ""))[:200],
             str(body.get("comment", ""))[:2000],
         )
+        if not silence_visible(silence, set(catalog.by_name(request)), request):
+            raise HTTPException(
+                403,
+                "matchers: a tenant's silence must pin slo to the tenant's SLOs (slo = NAME, or "
+                "slo =~ \"A|B\" listing names literally), so that it cannot mute other tenants' alerts",
+            )
         call_store(lambda: store.save_silence(backend, silence, time.time_ns() // 1_000_000))
         return silence_json(silence, now_s)
 
-    @api.delete("/api/v1/silences/{silence_id}")
-    def expire_silence(silence_id: str) -> dict[str, Any]:
+    @api.delete("/api/v1/silences/{silence_id}", dependencies=responder)
+    def expire_silence(request: Request, silence_id: str) -> dict[str, Any]:
         """Expire a silence now."""
-        found = [s for s in call_store(lambda: store.load_silences(backend)) if s.id == silence_id]
+        names = set(catalog.by_name(request))
+        found = [
+            s
+            for s in call_store(lambda: store.load_silences(backend))
+            if s.id == silence_id and silence_visible(s, names, request)
+        ]
         if not found:
             raise HTTPException(404, f"no silence {silence_id!r}")
         now_s = int(time.time())

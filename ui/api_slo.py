@@ -16,12 +16,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 
 from slo import evaluator, history
 from slo.model import Slo
 from store.backend import Backend
 from ui.params import bad_request, call_store, parse_limit, parse_range, parse_time
+from ui.scoping import SloCatalog
 
 HISTORY_RANGE_NS = 24 * 3600 * 10**9
 HISTORY_LIMIT = (10_000, 100_000)  # default, maximum
@@ -53,34 +54,36 @@ def _at_s(at: str | None, slos: Sequence[Slo]) -> int:
     return at_s
 
 
-def router(backend: Backend, slos: Sequence[Slo]) -> APIRouter:
-    """The SLO endpoints over ``backend`` for the loaded ``slos``."""
+def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
+    """The SLO endpoints over ``backend`` for the SLOs of ``catalog`` the request's user may see."""
     api = APIRouter()
-    by_name = {slo.name: slo for slo in slos}
 
-    def find(name: str) -> Slo:
+    def find(request: Request, name: str) -> Slo:
+        by_name = catalog.by_name(request)
         slo = by_name.get(name)
         if slo is None:
             raise HTTPException(404, f"no SLO named {name!r} (known: {', '.join(sorted(by_name)) or 'none'})")
         return slo
 
     @api.get("/api/v1/slos")
-    def list_slos(at: str | None = None) -> dict[str, Any]:
+    def list_slos(request: Request, at: str | None = None) -> dict[str, Any]:
         """Every SLO instance: SLI, budget, burn rates and alert rules at ``at``."""
+        slos = catalog.visible(request)
         at_s = _at_s(at, slos)
         results = call_store(lambda: evaluator.evaluate(backend, slos, at_s))
         return {"at": at_s - at_s % 60, "slos": [evaluator.as_dict(r) for r in results]}
 
     @api.get("/api/v1/slos/{name}")
-    def get_slo(name: str, at: str | None = None) -> dict[str, Any]:
+    def get_slo(request: Request, name: str, at: str | None = None) -> dict[str, Any]:
         """One SLO's instances at ``at``."""
-        slo = find(name)
+        slo = find(request, name)
         at_s = _at_s(at, [slo])
         results = call_store(lambda: evaluator.evaluate_slo(backend, slo, at_s))
         return {"at": at_s - at_s % 60, "slo": name, "instances": [evaluator.as_dict(r) for r in results]}
 
     @api.get("/api/v1/slos/{name}/history")
     def get_history(
+        request: Request,
         name: str,
         start: str | None = None,
         end: str | None = None,
@@ -88,7 +91,7 @@ def router(backend: Backend, slos: Sequence[Slo]) -> APIRouter:
         limit: str | None = None,
     ) -> dict[str, Any]:
         """Stored evaluations of one SLO in ``[start, end)``."""
-        find(name)
+        find(request, name)
         for value, parameter in ((start, "start"), (end, "end")):
             if value:
                 _instant_ns(value, parameter)  # parse_range's own parsing would overflow

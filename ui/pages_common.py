@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Form, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ui import web
+from ui.auth import safe_next
 
 #: Runbooks ship in the repository (docs/runbooks/NAME.md); names are plain, no paths.
 RUNBOOKS = Path(__file__).resolve().parents[1] / "docs" / "runbooks"
@@ -32,9 +32,7 @@ def install(app: FastAPI) -> None:
     @app.post("/settings/tz", include_in_schema=False)
     def set_tz(tz: str = Form("utc"), next: str = Form("/")) -> Response:  # noqa: A002
         # Only a path on this site: an open redirect would let a link send users anywhere.
-        target = urlsplit(next)
-        path = next if not target.scheme and not target.netloc and next.startswith("/") else "/"
-        response = RedirectResponse(path, status_code=303)
+        response = RedirectResponse(safe_next(next), status_code=303)
         response.set_cookie(
             "tz", "browser" if tz == "browser" else "utc", samesite="lax", max_age=365 * 86_400
         )
@@ -57,7 +55,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if _wants_html(request):
-            title = "Not found" if exc.status_code == 404 else "Something went wrong"
+            titles = {403: "Forbidden", 404: "Not found"}
+            title = titles.get(exc.status_code, "Something went wrong")
             return web.render(request, "error.html", exc.status_code, title=title, message=str(exc.detail))
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 

@@ -29,6 +29,7 @@ from slo.model import Slo
 from store import explore, red
 from store.backend import Backend, StoreError, StoreUnavailable
 from ui import web
+from ui.scoping import SloCatalog, incident_visible
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -153,8 +154,9 @@ def _slo_rows(backend: Backend, slos: Sequence[Slo], at_s: int) -> list[dict[str
     return rows
 
 
-def router(backend: Backend, slos: Sequence[Slo]) -> APIRouter:
-    """The Services pages over ``backend``, with the loaded ``slos``; sync handlers (thread pool)."""
+def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
+    """The Services pages over ``backend``, with the SLOs of ``catalog`` the user may see; sync
+    handlers (thread pool)."""
     pages = APIRouter(include_in_schema=False)
 
     @pages.get("/", response_class=HTMLResponse)
@@ -184,7 +186,7 @@ def router(backend: Backend, slos: Sequence[Slo]) -> APIRouter:
             range=rng,
             period=(_iso(rng.start_s), _iso(rng.end_s)),
             services=services,
-            slo_count=len(slos),
+            slo_count=len(catalog.visible(request)),
             json_url="/api/v1/services?" + urlencode({**_api_range(rng), "limit": SERVICES_LIMIT}),
         )
 
@@ -198,7 +200,8 @@ def router(backend: Backend, slos: Sequence[Slo]) -> APIRouter:
         """One service: RED over the range, operations, neighbours, SLOs and open incidents."""
         rng = web.time_range(request)
         operations = _call(lambda: red.operations(backend, name, rng.start_ns, rng.end_ns, 200))
-        own_slos = [slo for slo in slos if slo.service == name]
+        visible = catalog.by_name(request)
+        own_slos = [slo for slo in visible.values() if slo.service == name]
         if not operations and not own_slos:
             # Known, but quiet in this range? red_1m keeps a week; older services are gone anyway.
             now = time.time_ns()
@@ -226,7 +229,7 @@ def router(backend: Backend, slos: Sequence[Slo]) -> APIRouter:
         incidents = [
             {**i, "url": "/incidents/" + quote(i["id"], safe=""), "opened_iso": _iso(i["opened_at_s"])}
             for i in _call(lambda: alert_store.list_incidents(backend, "open", 1000))
-            if name in i["services"]
+            if name in i["services"] and incident_visible(i, set(visible), request)
         ]
         overview = _call(lambda: red.services_overview(backend, rng.start_ns, rng.end_ns, SERVICES_LIMIT))
         total = next((row.stats for row in overview if row.service == name), None)

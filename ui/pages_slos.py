@@ -16,11 +16,9 @@ which is what a browser without JavaScript shows. The JSON twins are ``/api/v1/s
 
 from __future__ import annotations
 
-import hmac
 import json
 import math
 import re
-import secrets
 import time
 import uuid
 from collections.abc import Sequence
@@ -29,7 +27,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -43,6 +41,8 @@ from slo.model import MINUTE_S, Slo, format_duration, parse_duration
 from slo.windows import floor_minute, window_bounds
 from store.backend import Backend, StoreError
 from ui import web
+from ui.auth import require
+from ui.scoping import SloCatalog, incident_visible
 
 #: The burn-down chart's resolution: about this many evaluations over the SLO window.
 BURN_DOWN_STEPS = 200
@@ -57,10 +57,6 @@ MAX_EXAMPLES = 10
 #: Silence durations offered by the incident page's form (any ``parse_duration`` text is accepted).
 SILENCE_DURATIONS = ("1h", "2h", "4h", "12h", "1d", "7d")
 MAX_SILENCE_S = 365 * 86_400
-
-CSRF_COOKIE = "sloscope_csrf"
-CSRF_FIELD = "csrf_token"
-
 
 # -- small helpers ---------------------------------------------------------------------------------
 
@@ -131,50 +127,25 @@ def _one_of(label: str, values: Sequence[str]) -> Matcher:
     return Matcher(label, "=~", "|".join(re.escape(v) for v in values))
 
 
-# -- CSRF --------------------------------------------------------------------------------------------
-
-
-def _csrf_token(request: Request) -> tuple[str, bool]:
-    """The browser's token, or a new one; True when it is new (and must be set as a cookie)."""
-    token = request.cookies.get(CSRF_COOKIE, "")
-    if re.fullmatch(r"[A-Za-z0-9_\-]{32,128}", token):
-        return token, False
-    return secrets.token_urlsafe(32), True
-
-
-def _set_csrf(response: Response, token: str) -> None:
-    # HttpOnly: no script reads it; SameSite=Strict: no other site's form or fetch sends it.
-    response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict", path="/", max_age=86_400 * 30)
-
-
-async def _checked_form(request: Request) -> dict[str, str]:
-    """The POSTed form, after its token matched the cookie's (compared in constant time); 403 else."""
+async def _form(request: Request) -> dict[str, str]:
+    """The POSTed form (its CSRF token was checked by ``ui/auth.py`` before the route ran)."""
     form = await request.form()
-    sent = str(form.get(CSRF_FIELD, ""))
-    cookie = request.cookies.get(CSRF_COOKIE, "")
-    if not sent or not cookie or not hmac.compare_digest(sent.encode(), cookie.encode()):
-        raise web.PageError(
-            403,
-            "Forbidden: the form's security token is missing or wrong",
-            "This form must be sent from sloscope's own incident page in this browser (its hidden "
-            "security token must match this browser's cookie). Nothing was changed. Reload the "
-            "incident page and submit the form again.",
-        )
     return {k: str(v) for k, v in form.items()}
 
 
 # -- the router ---------------------------------------------------------------------------------------
 
 
-def router(backend: Backend, slos: Sequence[Slo]) -> APIRouter:
-    """The SLO and incident pages over ``backend`` for the loaded ``slos``."""
+def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
+    """The SLO and incident pages over ``backend`` for the SLOs of ``catalog`` the user may see."""
     pages = APIRouter(include_in_schema=False)
-    by_name = {slo.name: slo for slo in slos}
+    responder = [Depends(require("responder"))]
 
     def page(request: Request, template: str, **context: Any) -> Response:
         return web.render(request, template, iso=iso, slo_href=slo_href, duration=format_duration, **context)
 
-    def find(name: str) -> Slo:
+    def find(request: Request, name: str) -> Slo:
+        by_name = catalog.by_name(request)
         slo = by_name.get(name)
         if slo is None:
             known = ", ".join(sorted(by_name)) or "none are loaded"
@@ -210,9 +181,16 @@ def router(backend: Backend, slos: Sequence[Slo]) -> APIRouter:
 
     # -- SLO list ------------------------------------------------------------------------------
 
+    def visible_incident(request: Request, incident_id: str) -> dict[str, Any]:
+        incident = store.get_incident(backend, incident_id)
+        if incident is None or not incident_visible(incident, set(catalog.by_name(request)), request):
+            raise web.PageError(404, "Not found", f"There is no incident {incident_id!r}.")
+        return incident
+
     @pages.get("/slos")
     async def slo_list(request: Request) -> Response:
         now = int(time.time())
+        slos = catalog.visible(request)
 
         def load() -> tuple[list[evaluator.InstanceResult], dict]:
             return evaluator.evaluate(backend, slos, now), firing_alerts()
@@ -233,15 +211,16 @@ def router(backend: Backend, slos: Sequence[Slo]) -> APIRouter:
 
     @pages.get("/slos/{name}")
     async def slo_page(request: Request, name: str) -> Response:
-        slo = find(name)
+        slo = find(request, name)
         rng = web.time_range(request, DEFAULT_RANGE)
         wanted = _wanted_group(slo, request.query_params.get("group"))
         now = floor_minute(time.time())
         data = await run_in_threadpool(_slo_data, backend, slo, wanted, now, rng)
+        names = set(catalog.by_name(request))
         incidents = [
             i
             for i in await run_in_threadpool(store.list_incidents, backend, "open", 100)
-            if name in i["slos"]
+            if name in i["slos"] and incident_visible(i, names, request)
         ]
         firing = await run_in_threadpool(firing_alerts)
         return page(
@@ -272,10 +251,13 @@ def router(backend: Backend, slos: Sequence[Slo]) -> APIRouter:
         if status not in ("", "open", "resolved"):
             raise web.PageError(400, "Bad status", f"status: {status!r} must be open or resolved")
 
+        by_name = catalog.by_name(request)
+
         def load() -> tuple[list[dict[str, Any]], dict[str, Any]]:
             return store.list_incidents(backend, status, INCIDENT_LIMIT), store.acknowledgements(backend)
 
-        incidents, acks = await run_in_threadpool(load)
+        found, acks = await run_in_threadpool(load)
+        incidents = [i for i in found if incident_visible(i, set(by_name), request)]
         for incident in incidents:
             incident["acknowledged"] = acks.get(incident["id"])
         return page(
@@ -289,40 +271,31 @@ def router(backend: Backend, slos: Sequence[Slo]) -> APIRouter:
 
     @pages.get("/incidents/{incident_id}")
     async def incident_page(request: Request, incident_id: str) -> Response:
-        data = await run_in_threadpool(_incident_data, backend, by_name, incident_id)
+        await run_in_threadpool(visible_incident, request, incident_id)
+        data = await run_in_threadpool(_incident_data, backend, catalog.by_name(request), incident_id)
         if data is None:
             raise web.PageError(404, "Not found", f"There is no incident {incident_id!r}.")
-        token, new = _csrf_token(request)
-        response = page(
+        return page(
             request,
             "incident.html",
             **data,
-            csrf_field=CSRF_FIELD,
-            csrf_token=token,
             durations=SILENCE_DURATIONS,
             json_url=f"/api/v1/incidents/{incident_id}",
         )
-        if new:
-            _set_csrf(response, token)
-        return response
 
-    @pages.post("/incidents/{incident_id}/ack")
+    @pages.post("/incidents/{incident_id}/ack", dependencies=responder)
     async def ack(request: Request, incident_id: str) -> Response:
-        form = await _checked_form(request)
-        incident = await run_in_threadpool(store.get_incident, backend, incident_id)
-        if incident is None:
-            raise web.PageError(404, "Not found", f"There is no incident {incident_id!r}.")
+        form = await _form(request)
+        await run_in_threadpool(visible_incident, request, incident_id)
         by, comment = form.get("by", "").strip()[:200], form.get("comment", "").strip()[:2000]
         now_ms = time.time_ns() // 1_000_000
         await run_in_threadpool(store.acknowledge, backend, incident_id, now_ms, by, comment)
         return RedirectResponse(f"/incidents/{incident_id}#acknowledged", status_code=303)
 
-    @pages.post("/incidents/{incident_id}/silence")
+    @pages.post("/incidents/{incident_id}/silence", dependencies=responder)
     async def silence(request: Request, incident_id: str) -> Response:
-        form = await _checked_form(request)
-        incident = await run_in_threadpool(store.get_incident, backend, incident_id)
-        if incident is None:
-            raise web.PageError(404, "Not found", f"There is no incident {incident_id!r}.")
+        form = await _form(request)
+        incident = await run_in_threadpool(visible_incident, request, incident_id)
         text = form.get("duration", "").strip()
         try:
             duration = parse_duration(text)

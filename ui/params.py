@@ -19,6 +19,7 @@ T = TypeVar("T")
 
 DEFAULT_RANGE_NS = 3600 * 10**9  # the last hour, when a range is not given
 MAX_LIMIT = 10_000
+MAX_STEP_NS = 366 * 86_400 * 10**9
 _STEP = re.compile(r"^(\d+)(s|m|h|d)$")
 _STEP_NS = {"s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9}
 
@@ -94,6 +95,8 @@ def parse_step(value: str | None, span_ns: int, max_points: int = 11_000) -> int
     if not match or int(match.group(1)) == 0:
         raise bad_request(f"step: {value!r} must look like 30s, 1m, 5m or 1h")
     step_ns = int(match.group(1)) * _STEP_NS[match.group(2)]
+    if step_ns > MAX_STEP_NS:  # ranges are widened to whole steps: a huge one leaves every calendar
+        raise bad_request(f"step: {value!r} is longer than a year")
     if span_ns // step_ns > max_points:
         raise bad_request(f"step: {value!r} gives more than {max_points} points over this range")
     return step_ns

@@ -21,6 +21,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from ui.identity import CSRF_FIELD, csrf_token, principal
 from ui.params import parse_time
 
 HERE = Path(__file__).parent
@@ -30,6 +31,8 @@ TEMPLATES = HERE / "templates"
 #: The ranges of the time-range picker: label -> seconds back from now.
 RANGES = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86_400, "7d": 7 * 86_400}
 DEFAULT_RANGE = "1h"
+#: Latest time a page's range may end: the roll-ups' DateTime holds seconds up to 2106-02-07.
+MAX_TIME_NS = (2**32 - 61) * 10**9
 
 
 @cache
@@ -80,6 +83,9 @@ def time_range(request: Request, default: str = DEFAULT_RANGE) -> Range:
             raise PageError(400, "Bad time range", str(exc.detail)) from None
         if start_ns >= end_ns:
             raise PageError(400, "Bad time range", "start must be before end")
+        if start_ns < 0 or end_ns > MAX_TIME_NS:
+            # The store's per-minute roll-ups hold 1970 to 2106; later dates cannot even be shown.
+            raise PageError(400, "Bad time range", "start and end must lie between 1970 and 2106")
         query = {k: v for k, v in (("start", start), ("end", end)) if v}
         return Range(start_ns, end_ns, "custom", query)
     last = params.get("last") or default
@@ -127,12 +133,21 @@ def environment() -> Environment:
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    """A page: ``template`` with the request's range, time zone setting and path in its context."""
+    """A page: ``template`` with the request's range, time zone setting and path in its context, the
+    signed-in ``user`` and the CSRF token every form carries (``csrf_field``, ``csrf_token``)."""
     tz = request.cookies.get("tz", "utc")
     html = (
         environment()
         .get_template(template)
-        .render(request=request, path=request.url.path, tz="browser" if tz == "browser" else "utc", **context)
+        .render(
+            request=request,
+            path=request.url.path,
+            tz="browser" if tz == "browser" else "utc",
+            user=principal(request),
+            csrf_field=CSRF_FIELD,
+            csrf_token=csrf_token(request),
+            **context,
+        )
     )
     return HTMLResponse(html, status_code=status_code)
 

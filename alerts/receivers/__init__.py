@@ -44,7 +44,11 @@ class DeliveryError(Exception):
 
 @runtime_checkable
 class Receiver(Protocol):
-    """What :mod:`alerts.delivery` needs of a receiver."""
+    """What :mod:`alerts.delivery` needs of a receiver.
+
+    A receiver may also have ``secrets``, the strings to mask in its errors
+    (:func:`alerts.redact.receiver_secrets` of its config); the built-in ones all do.
+    """
 
     name: str
     kind: str

@@ -19,6 +19,7 @@ from alerts.receivers import DEFAULT_TIMEOUT_S
 from alerts.receivers import content as c
 from alerts.receivers.transport import post_json, require_url
 from alerts.receivers.webhook import annotations
+from alerts.redact import receiver_secrets
 
 DEFAULT_FIRING_TTL_S = 24 * 3600
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -62,6 +63,7 @@ class AlertmanagerReceiver:
 
     def __init__(self, config: ReceiverConfig, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.name = config.name
+        self.secrets = receiver_secrets(config)
         self.url = require_url(config).rstrip("/") + "/api/v2/alerts"
         token = config.setting_map.get("bearer_token", "")
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -65,7 +65,12 @@ def headline_burn(alert: Alert) -> float | None:
 
 def alert_headline(alert: Alert, kind: str = "trigger") -> str:
     """``checkout SLO burning fast (14.9x)``, ``checkout SLO still burning fast (14.9x)`` on a repeat,
-    ``checkout SLO no longer burning (resolved)`` once resolved."""
+    ``checkout SLO no longer burning (resolved)`` once resolved. A no-data alert (SLONoData):
+    ``checkout SLO has no data``, ``... still has no data``, ``... has data again (resolved)``."""
+    if alert.label_map.get("alertname") == "SLONoData":
+        if alert.state == "resolved":
+            return f"{alert.slo} SLO has data again (resolved)"
+        return f"{alert.slo} SLO {'still ' if kind == 'repeat' else ''}has no data"
     if alert.state == "resolved":
         return f"{alert.slo} SLO no longer burning (resolved)"
     speed = _SPEED.get(alert.severity, "burning")

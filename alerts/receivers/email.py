@@ -22,6 +22,7 @@ from html import escape
 from alerts.model import Alert, Notification, ReceiverConfig
 from alerts.receivers import DEFAULT_TIMEOUT_S, DeliveryError
 from alerts.receivers import content as c
+from alerts.redact import receiver_secrets
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ class EmailReceiver:
     def __init__(self, config: ReceiverConfig, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         s = config.setting_map
         self.name = config.name
+        self.secrets = receiver_secrets(config)
         self.to = [a.strip() for a in s.get("to", "").split(",") if a.strip()]
         self.sender = s.get("from", "").strip()
         smarthost = s.get("smarthost", "").strip()

@@ -14,6 +14,7 @@ from alerts.model import Alert, Notification, ReceiverConfig
 from alerts.receivers import DEFAULT_TIMEOUT_S
 from alerts.receivers import content as c
 from alerts.receivers.transport import post_json, require_url
+from alerts.redact import receiver_secrets
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
 
@@ -90,6 +91,7 @@ class PagerDutyReceiver:
 
     def __init__(self, config: ReceiverConfig, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.name = config.name
+        self.secrets = receiver_secrets(config)
         self.url = require_url(config, default=DEFAULT_URL)
         self.routing_key = config.setting_map.get("routing_key", "").strip()
         if not self.routing_key:

@@ -14,6 +14,7 @@ from alerts.model import Alert, Notification, ReceiverConfig
 from alerts.receivers import DEFAULT_TIMEOUT_S
 from alerts.receivers import content as c
 from alerts.receivers.transport import post_json, require_url
+from alerts.redact import receiver_secrets
 
 #: Alert sections shown; an incident with more says how many it left out.
 MAX_ALERT_SECTIONS = 10
@@ -119,6 +120,7 @@ class SlackReceiver:
 
     def __init__(self, config: ReceiverConfig, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.name = config.name
+        self.secrets = receiver_secrets(config)
         self.url = require_url(config)
         self.timeout_s = timeout_s
 

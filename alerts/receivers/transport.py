@@ -6,6 +6,7 @@ time from its own worker thread, which is all ``urllib`` needs to do well.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import urllib.error
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from alerts.model import ReceiverConfig
 from alerts.receivers import DeliveryError
@@ -34,9 +35,8 @@ def require_url(config: ReceiverConfig, key: str = "url", default: str | None = 
         raise ValueError(f"receiver {config.name!r} ({config.kind}): setting {key!r} is required")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(
-            f"receiver {config.name!r} ({config.kind}): setting {key!r} must be an http(s) URL, got {url!r}"
-        )
+        # Not quoting the value: the URL is a secret (policy.py names where it came from instead).
+        raise ValueError(f"receiver {config.name!r} ({config.kind}): setting {key!r} must be an http(s) URL")
     return url
 
 
@@ -64,14 +64,20 @@ def post_json(
     """POST ``body`` as JSON; the status and body of a 2xx answer, else :class:`DeliveryError`.
 
     5xx, 429 and network failures are retryable; any other status is not. The URL is never put into
-    an error message, since incoming-webhook URLs (Slack's) are themselves the secret."""
+    an error message, since incoming-webhook URLs (Slack's) are themselves the secret. A
+    ``user:password@`` in the URL is sent as HTTP basic authentication (headers given win)."""
     data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    request = urllib.request.Request(url, data=data, method="POST")
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    # urllib takes ``user:password@`` for part of the host name: send it as basic auth instead.
+    request = urllib.request.Request(parts._replace(netloc=host).geturl(), data=data, method="POST")
+    if parts.username is not None:
+        userinfo = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        request.add_header("Authorization", "Basic " + base64.b64encode(userinfo.encode()).decode())
     request.add_header("Content-Type", "application/json")
     request.add_header("User-Agent", USER_AGENT)
     for name, value in (headers or {}).items():
         request.add_header(name, value)
-    host = urlsplit(url).netloc.rsplit("@", 1)[-1]
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return response.status, response.read()

@@ -14,6 +14,7 @@ from alerts.model import Alert, Notification, ReceiverConfig
 from alerts.receivers import DEFAULT_TIMEOUT_S
 from alerts.receivers import content as c
 from alerts.receivers.transport import post_json, require_url
+from alerts.redact import receiver_secrets
 
 
 def _label_string(labels: Mapping[str, str]) -> str:
@@ -109,6 +110,7 @@ class WebhookReceiver:
 
     def __init__(self, config: ReceiverConfig, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.name = config.name
+        self.secrets = receiver_secrets(config)
         self.url = require_url(config)
         token = config.setting_map.get("bearer_token", "")
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -30,6 +30,10 @@ ORDER BY timestamp, span_id
 
 PING = "SELECT 1 AS ok"
 
+# The embedded engine's allocator (jemalloc) keeps freed pages for seconds after a flush; this
+# returns them to the kernel at once (collector/admission.py asks for it when memory is high).
+RELEASE_MEMORY = "SYSTEM JEMALLOC PURGE"
+
 # -- schema migrations -------------------------------------------------------------------------
 
 MIGRATIONS_TABLE_EXISTS = """

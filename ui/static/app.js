@@ -8,6 +8,17 @@
       if (!isNaN(d)) el.textContent = d.toLocaleString();
     });
   }
+  // Selects that submit their form on change (no inline on* handlers: the CSP refuses them).
+  document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+    select.addEventListener("change", function () { select.form.submit(); });
+  });
+  // Requests made by htmx carry the page's CSRF token (forms carry it in a hidden field).
+  var csrf = document.querySelector('meta[name="csrf-token"]');
+  if (csrf) {
+    document.body.addEventListener("htmx:configRequest", function (event) {
+      event.detail.headers["X-CSRF-Token"] = csrf.getAttribute("content");
+    });
+  }
   // Sortable tables: click a header of a table marked data-sortable.
   document.querySelectorAll("table[data-sortable] th").forEach(function (th) {
     th.addEventListener("click", function () {
