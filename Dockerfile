@@ -37,8 +37,7 @@ USER 10001:10001
 # OTLP/gRPC, OTLP/HTTP, Zipkin v2, API + UI + /metrics.
 EXPOSE 4317 4318 9411 8080
 
-# python:3.11-slim has no curl or wget: ask /readyz with the standard library (503 or no answer: unhealthy).
-HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('SLOSCOPE_API_PORT') or '8080'; sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/readyz', timeout=4).status == 200 else 1)"]
+# Ask /readyz (503 or no answer: unhealthy); `sloscope health` follows SLOSCOPE_API_PORT and TLS.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 CMD ["sloscope", "health"]
 
 ENTRYPOINT ["sloscope", "serve", "--host", "0.0.0.0"]

@@ -189,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-auth", action="store_true", default=None, help="/metrics needs a user too (default: open)"
     )
 
+    health = commands.add_parser(
+        "health",
+        help="exit 0 if the local server is ready (for container health checks)",
+        description="Ask this machine's sloscope /readyz, over https when TLS is on, and exit 0 if it "
+        "is ready, 1 otherwise (the reasons on stderr). Reads the same settings as serve.",
+    )
+    health.add_argument("--api-port", type=int, help="the server's API port (SLOSCOPE_API_PORT, default 8080)")
+
     migrate = commands.add_parser(
         "migrate",
         help="apply schema migrations and exit",
@@ -534,6 +542,10 @@ def main(argv: list[str] | None = None) -> int:
         config = settings.load(_overrides(args))
     except settings.SettingsError as exc:
         parser.error(str(exc))
+    if args.command == "health":
+        from sloscope import health
+
+        return health.check(config)
     secrets.register(secrets.collect(config))  # the store's password; serve adds the receivers'
     logs.configure(config.log_level, config.log_format)
     try:
