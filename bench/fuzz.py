@@ -60,6 +60,8 @@ SURFACES = (
 
 
 SHM = Path("/dev/shm")
+#: One input in this many comes from a hypothesis strategy (slower to draw than a mutation is to make).
+HYPOTHESIS_SHARE = 10
 
 
 class OutOfTime(Exception):
@@ -210,7 +212,7 @@ def fuzz_surface(surface: str, n: int, seed: int, budget: float, work: Path, use
     note = ""
     if surface == "otlp-protobuf":
         seeds = fuzzing.protobuf_seeds()
-        structured = n // 5
+        structured = n // HYPOTHESIS_SHARE
         fuzzed = n * 3 // 10 if use_atheris else 0
         from hypothesis import strategies as st
 
@@ -239,7 +241,7 @@ def fuzz_surface(surface: str, n: int, seed: int, budget: float, work: Path, use
         trees = st.sampled_from(fuzzing.SIGNALS).flatmap(
             lambda s: fuzzing.json_trees(s).map(lambda b, s=s: (s, b))
         )
-        run_hypothesis(tally, trees, lambda v: fuzzing.check_json(*v), n * 2 // 5, seed, deadline)
+        run_hypothesis(tally, trees, lambda v: fuzzing.check_json(*v), n // HYPOTHESIS_SHARE, seed, deadline)
         done = tally.tried
         run_loop(
             tally,
@@ -266,7 +268,7 @@ def fuzz_surface(surface: str, n: int, seed: int, budget: float, work: Path, use
         note = f"{via_atheris:,} atheris, {tally.tried - via_atheris:,} generated and mutated"
     elif surface == "zipkin-json":
         seeds = fuzzing.zipkin_seeds()
-        run_hypothesis(tally, fuzzing.zipkin_spans(), fuzzing.check_zipkin, n * 2 // 5, seed, deadline)
+        run_hypothesis(tally, fuzzing.zipkin_spans(), fuzzing.check_zipkin, n // HYPOTHESIS_SHARE, seed, deadline)
         done = tally.tried
         run_loop(
             tally,
@@ -309,7 +311,7 @@ def fuzz_surface(surface: str, n: int, seed: int, budget: float, work: Path, use
         check = fuzzing.check_slo_yaml if surface == "slo-yaml" else fuzzing.check_policy_yaml
         texts, docs = fuzzing.yaml_seeds(examples)
         target = work / f"{surface}.yaml"
-        share = n // 5
+        share = n // HYPOTHESIS_SHARE
         if surface == "slo-yaml":
             run_hypothesis(
                 tally, fuzzing.native_slo_docs(), lambda t: check(t, target), share, seed, deadline

@@ -91,6 +91,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _first_span_id_at(body: bytes) -> int:
+    """Where the first span's id lies in a serialised request (after its tag 0x12 and length 8)."""
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(body)
+    span_id = request.resource_spans[0].scope_spans[0].spans[0].span_id
+    return body.index(b"\x12\x08" + span_id) + 2
+
+
 def client(port: int, bodies: list[bytes], count: int, results: multiprocessing.Queue) -> None:
     """POST ``count`` requests (cycling over ``bodies``); report the spans acknowledged.
 
@@ -100,9 +108,15 @@ def client(port: int, bodies: list[bytes], count: int, results: multiprocessing.
     acked = 0
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Content-Type": "application/x-protobuf"}
+    # Every request must differ: the collector logs a request identical to a recent one only once
+    # (a client's retry, collector/dedup.py). Each copy gets its own first span id, in place.
+    offsets = [_first_span_id_at(body) for body in bodies]
     for i in range(count):
+        request = bytearray(bodies[i % len(bodies)])
+        at = offsets[i % len(bodies)]
+        request[at : at + 8] = ((os.getpid() << 32) | i).to_bytes(8, "big")
         while True:
-            conn.request("POST", "/v1/traces", body=bodies[i % len(bodies)], headers=headers)
+            conn.request("POST", "/v1/traces", body=bytes(request), headers=headers)
             reply = conn.getresponse()
             body = reply.read()
             if reply.status == 200:

@@ -392,7 +392,9 @@ def run(args: argparse.Namespace) -> str:
         "| evaluator back to data after the return | "
         + (f"{back_at - restored_at:.0f} s" if back_at else "not seen")
         + " |",
-        f"| notifications (s after the cut, status, alert) | {pages} |",
+        "| notifications (seconds after the cut) | "
+        + (", ".join(f"{alertname} {status} at +{t:.0f} s" for t, status, alertname in pages) or "none")
+        + " |",
         "",
         "No-data reasons seen: " + ", ".join(f"{k} ({v})" for k, v in sorted(reasons.items())) + ".",
     ]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import json
 import random
 import re
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from google.protobuf import json_format
 from google.rpc import status_pb2
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -200,7 +200,7 @@ def check_post(apps: Receivers, post: Post) -> str:
         reply = decode.RESPONSES[signal]()
         try:
             if response.headers["content-type"].startswith("application/json"):
-                json.loads(response.content)
+                json_format.Parse(response.content, reply)
             else:
                 reply.ParseFromString(response.content)
         except Exception as exc:

@@ -77,7 +77,7 @@ def test_the_loaded_data_is_served(api: fuzzing_apps.Api) -> None:
         assert fuzzing_apps.check_get(api.client, Get(path, (), html=False)) == "accepted", path
 
 
-@seeded(150)
+@seeded(100)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_any_request_is_answered_without_5xx_and_refused_with_a_message(
     api: fuzzing_apps.Api, seed: int

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from collector import decode, http_body, otlp_grpc, zipkin
 from tests import fuzzing, fuzzing_apps
@@ -56,8 +57,8 @@ def test_the_oracles_catch_what_they_look_for(monkeypatch: pytest.MonkeyPatch) -
     assert found.value.kind == "wrong"
 
 
-def _trace_with_span_ids(*span_ids: bytes) -> fuzzing.ExportTraceServiceRequest:
-    request = fuzzing.ExportTraceServiceRequest()
+def _trace_with_span_ids(*span_ids: bytes) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
     spans = request.resource_spans.add().scope_spans.add().spans
     for span_id in span_ids:
         spans.add(trace_id=bytes(range(1, 17)), span_id=span_id, name="s")
@@ -68,7 +69,7 @@ def _trace_with_span_ids(*span_ids: bytes) -> fuzzing.ExportTraceServiceRequest:
 
 
 @SIGNALS
-@seeded(250)
+@seeded(150)
 @given(data=st.data())
 def test_mutated_protobuf_is_refused_with_a_message_or_checked(signal: str, data: st.DataObject) -> None:
     body = data.draw(fuzzing.mutated(PROTOBUF[signal]), label="body")
@@ -76,7 +77,7 @@ def test_mutated_protobuf_is_refused_with_a_message_or_checked(signal: str, data
 
 
 @SIGNALS
-@seeded(60)
+@seeded(40)
 @given(data=st.data())
 def test_well_formed_requests_lose_exactly_their_items_with_bad_ids(signal: str, data: st.DataObject) -> None:
     """Valid structure, invalid values (ids of every length, zero ids, any enum, time and value):
@@ -97,7 +98,7 @@ def test_wrong_id_lengths_are_partial_success_with_the_first_problem() -> None:
 
 
 @SIGNALS
-@seeded(120)
+@seeded(80)
 @given(data=st.data())
 def test_otlp_json_trees_with_wrong_types_are_refused_naming_the_field(
     signal: str, data: st.DataObject
@@ -106,7 +107,7 @@ def test_otlp_json_trees_with_wrong_types_are_refused_naming_the_field(
 
 
 @SIGNALS
-@seeded(150)
+@seeded(100)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_mutated_otlp_json_is_refused_naming_the_field_or_checked(signal: str, seed: int) -> None:
     import random
@@ -146,7 +147,7 @@ def test_a_lone_surrogate_is_refused_naming_its_field() -> None:
 # -- gzip ----------------------------------------------------------------------------------------
 
 
-@seeded(300)
+@seeded(200)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_gzip_bodies_inflate_as_gzip_reads_them_or_are_refused(seed: int) -> None:
     import random
@@ -187,6 +188,20 @@ def test_many_members_and_members_past_the_limit_together() -> None:
     assert refused.value.status == 400 and refused.value.message.startswith("body is not valid gzip: ")
 
 
+def test_a_wrong_header_crc_is_refused() -> None:
+    """atheris found bodies whose optional header CRC16 (FHCRC) is wrong: Python's gzip module
+    ignores it, zlib (and so sloscope) refuses them, as RFC 1952 allows. Not a bug; the oracle knows."""
+    body = b"\x1f\x8b\x08\x02\xb5\xfe\x0ek\x02\xff\xff\xff\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    assert gzip.decompress(body) == b""
+    with pytest.raises(http_body.Reject) as refused:
+        http_body.gunzip(body, 1000)
+    assert (refused.value.status, refused.value.message) == (
+        400,
+        "body is not valid gzip: Error -3 while decompressing data: header crc mismatch",
+    )
+    assert fuzzing.check_gunzip(body) == "rejected"
+
+
 # -- Zipkin --------------------------------------------------------------------------------------
 
 _SURROGATE_SPAN = (
@@ -195,14 +210,14 @@ _SURROGATE_SPAN = (
 )
 
 
-@seeded(100)
+@seeded(60)
 @given(body=fuzzing.zipkin_spans())
 @example(body=_SURROGATE_SPAN)
 def test_zipkin_spans_with_wrong_fields_are_refused_naming_them(body: bytes) -> None:
     fuzzing.check_zipkin(body)
 
 
-@seeded(200)
+@seeded(150)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_mutated_zipkin_is_refused_with_a_message_or_converted(seed: int) -> None:
     import random
@@ -254,7 +269,7 @@ def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fuzzing_apps.Rece
         backend.close()
 
 
-@seeded(250)
+@seeded(150)
 @given(post=fuzzing_apps.posts())
 def test_receivers_answer_every_request_without_5xx_and_refuse_with_a_message(
     apps: fuzzing_apps.Receivers, post: fuzzing_apps.Post
