@@ -8,13 +8,16 @@ certificate rarely names).
 
 from __future__ import annotations
 
+import http.client
 import json
 import ssl
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from sloscope.settings import Settings
+from sloscope.tls import own_certificate_context
 
 TIMEOUT_S = 4.0
 
@@ -28,7 +31,7 @@ def readyz_url(settings: Settings) -> str:
 def _context(settings: Settings) -> ssl.SSLContext | None:
     if not settings.tls_cert_file:
         return None
-    context = ssl.create_default_context(cafile=settings.tls_cert_file)
+    context = own_certificate_context(Path(settings.tls_cert_file))
     context.check_hostname = False
     return context
 
@@ -43,7 +46,7 @@ def check(settings: Settings) -> int:
             body = answer.read()
     except urllib.error.HTTPError as exc:
         body = exc.read()
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, http.client.HTTPException) as exc:
         print(f"sloscope: not healthy: {url}: {exc}", file=sys.stderr)
         return 1
     try:

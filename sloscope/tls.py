@@ -138,6 +138,14 @@ def grpc_credentials(files: TlsFiles) -> grpc.ServerCredentials:
     )
 
 
+def own_certificate_context(cert_file: Path) -> ssl.SSLContext:
+    """A client context trusting exactly the certificates in ``cert_file`` (the server's own), with
+    partial chains accepted, so that the server certificate itself is the trust anchor."""
+    context = ssl.create_default_context(cafile=str(cert_file))
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
+
+
 def trusting_session(cert_file: Path) -> requests.Session:
     """A ``requests`` session (for the OpenTelemetry OTLP/HTTP exporters) that trusts exactly the
     certificates in ``cert_file``: the demo verifying the server it runs in by the server's own
@@ -147,8 +155,7 @@ def trusting_session(cert_file: Path) -> requests.Session:
     import requests
     from requests.adapters import HTTPAdapter
 
-    context = ssl.create_default_context(cafile=str(cert_file))
-    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context = own_certificate_context(cert_file)
 
     class _Adapter(HTTPAdapter):
         def init_poolmanager(self, *args: object, **kwargs: object) -> None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -150,6 +152,24 @@ class TestMutualTls:
         )
         assert response.status_code == 200
         assert response.url.scheme == "https"
+        assert response.headers["strict-transport-security"] == "max-age=31536000"
+        # The container health check speaks https by itself, trusting the server's own certificate.
+        port = httpx.URL(server.api).port
+        env = {
+            **os.environ,
+            "SLOSCOPE_API_PORT": str(port),
+            "SLOSCOPE_TLS_CERT_FILE": str(pki.server_cert),
+            "SLOSCOPE_TLS_KEY_FILE": str(pki.server_key),
+        }
+        health = subprocess.run(
+            [sys.executable, "-m", "sloscope", "health"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert health.returncode == 0, health.stderr
+        env.pop("SLOSCOPE_TLS_CERT_FILE"), env.pop("SLOSCOPE_TLS_KEY_FILE")
+        plain = subprocess.run(
+            [sys.executable, "-m", "sloscope", "health"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert plain.returncode == 1 and "not healthy" in plain.stderr
         # A client trusting only another CA refuses it: the chain is the one of tls_cert_file.
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             httpx.get(f"{server.api}/readyz", verify=ssl.create_default_context(), timeout=10)

@@ -10,7 +10,7 @@
   ``style-src 'self' 'unsafe-inline'``.
 * ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY`` (for browsers predating
   ``frame-ancestors``), ``Referrer-Policy: same-origin`` (trace ids and searches in URLs stay here),
-  ``Cross-Origin-Opener-Policy: same-origin``.
+  ``Cross-Origin-Opener-Policy: same-origin``; ``Strict-Transport-Security`` over TLS.
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cross-origin-opener-policy", b"same-origin"),
 )
 
+#: Over TLS only (a header on plain http would be ignored, and must not pin a site that has no TLS):
+#: browsers then refuse plain http to this host for a year.
+HSTS: tuple[tuple[bytes, bytes], ...] = ((b"strict-transport-security", b"max-age=31536000"),)
+
 
 class SecurityHeadersMiddleware:
     """Adds :data:`HEADERS` to every HTTP response that does not set them itself."""
@@ -64,7 +68,8 @@ class SecurityHeadersMiddleware:
             if message["type"] == "http.response.start":
                 raw = list(message.get("headers", []))
                 present = {name.lower() for name, _ in raw}
-                raw += [(name, value) for name, value in HEADERS if name not in present]
+                extra = HSTS if scope.get("scheme") == "https" else ()
+                raw += [(name, value) for name, value in (*HEADERS, *extra) if name not in present]
                 message = {**message, "headers": raw}
             await send(message)
 
