@@ -22,6 +22,7 @@ attempt) and every page to ``hook``: incidents checkout/broken and checkout/hook
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import threading
@@ -50,8 +51,6 @@ from alerts.dispatch import DispatchState
 from sloscope.app import SloscopeServer
 
 MINUTE = 60
-NOW_MIN = int(time.time()) // MINUTE * MINUTE
-START_S = NOW_MIN - 30 * MINUTE
 RUNBOOK = "https://runbooks.test/checkout"
 DASHBOARD = "https://grafana.test/d/checkout"
 LOG_BODY = 'card issuer timed out <script>window.__xss = 1</script> "><img src=x onerror="window.__xss=2">'
@@ -111,8 +110,15 @@ receivers:
 """
 
 
+@functools.cache
+def _start_s() -> int:
+    # Taken at first use, when the fixture builds its world, not at collection: the pages read "now",
+    # and in a long suite this module's tests run many minutes after it was collected.
+    return int(time.time()) // MINUTE * MINUTE - 30 * MINUTE
+
+
 def at(minute: int) -> int:
-    return START_S + minute * MINUTE
+    return _start_s() + minute * MINUTE
 
 
 # -- receivers and the stream ---------------------------------------------------------------------
