@@ -597,7 +597,10 @@ def _peek_matchers(node: Node) -> str:
 
 
 def _is_url(text: str) -> bool:
-    url = urlsplit(text)
+    try:
+        url = urlsplit(text)
+    except ValueError:  # "http://1[27.0.0.1" (an unclosed IPv6 bracket)
+        return False
     return url.scheme in ("http", "https") and bool(url.netloc)
 
 

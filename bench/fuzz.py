@@ -268,7 +268,9 @@ def fuzz_surface(surface: str, n: int, seed: int, budget: float, work: Path, use
         note = f"{via_atheris:,} atheris, {tally.tried - via_atheris:,} generated and mutated"
     elif surface == "zipkin-json":
         seeds = fuzzing.zipkin_seeds()
-        run_hypothesis(tally, fuzzing.zipkin_spans(), fuzzing.check_zipkin, n // HYPOTHESIS_SHARE, seed, deadline)
+        run_hypothesis(
+            tally, fuzzing.zipkin_spans(), fuzzing.check_zipkin, n // HYPOTHESIS_SHARE, seed, deadline
+        )
         done = tally.tried
         run_loop(
             tally,
@@ -387,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python bench/fuzz.py " + " ".join(argv) if argv else "python bench/fuzz.py"
     findings = [e for t in tallies for e in t.examples]
     lines = [
-        f"## Fuzzing — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"### Run — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"`{command}` on {os.cpu_count()} cores (shared), Python {platform.python_version()}, "
         f"{args.inputs:,} inputs asked per surface, seed {args.seed}"

@@ -42,6 +42,7 @@ import sdk_load
 
 SERVICE = "overload"
 SPANS_PER_EXPORT = 512
+TRANSPORTS = {"both": "half OTLP/HTTP, half OTLP/gRPC", "http": "OTLP/HTTP", "grpc": "OTLP/gRPC"}
 
 
 def client_thread(
@@ -62,13 +63,14 @@ def client_thread(
     encoder = sdk_load.Encoder(client, SPANS_PER_EXPORT, SERVICE)
     exporter = sdk_load.exporter(kind, otlp_url, grpc_address, timeout=30)
     interval = SPANS_PER_EXPORT / rate if rate > 0 else 0.0
+    first_at = start_at + (client * 0.618034 % 1.0) * interval  # threads spread over the interval
     with open(out_path, "w") as out:
         time.sleep(max(0.0, start_at - time.time()))
         batch = 0
         while time.time() < stop_at:
             if interval:
                 # On schedule, or at once when retries put this thread behind (the load is offered).
-                time.sleep(max(0.0, start_at + batch * interval - time.time()))
+                time.sleep(max(0.0, first_at + batch * interval - time.time()))
                 if time.time() >= stop_at:
                     break
             request = encoder.batch(batch)
@@ -95,16 +97,17 @@ def client_process(
     stop_at: float,
     give_up_at: float,
     out_prefix: str,
+    transport: str,
 ) -> None:
-    """``threads`` client threads numbered from ``first_client``, each offering ``rate``; every
-    second one exports over gRPC."""
+    """``threads`` client threads numbered from ``first_client``, each offering ``rate``, over
+    ``transport`` (http, grpc, or both: every second one over gRPC)."""
     sdk_load.install_pre_encoding()
     workers = [
         threading.Thread(
             target=client_thread,
             args=(
                 client,
-                "grpc" if client % 2 else "http",
+                transport if transport != "both" else "grpc" if client % 2 else "http",
                 otlp_url,
                 grpc_address,
                 rate,
@@ -144,8 +147,11 @@ class RssSampler(threading.Thread):
 class Clients:
     """Client processes running one phase of load."""
 
-    def __init__(self, work: Path, server: sdk_load.ServerProcess, procs: int, threads: int, tag: str) -> None:
+    def __init__(
+        self, work: Path, server: sdk_load.ServerProcess, procs: int, threads: int, tag: str, transport: str
+    ) -> None:
         self.work, self.server, self.procs, self.threads, self.tag = work, server, procs, threads, tag
+        self.transport = transport
         self.processes: list[multiprocessing.Process] = []
 
     def start(self, rate: float, seconds: float, first_client: int, give_up_after: float) -> None:
@@ -166,6 +172,7 @@ class Clients:
                     self.stop_at,
                     self.stop_at + give_up_after,
                     str(self.work / f"{self.tag}-{p}"),
+                    self.transport,
                 ),
                 daemon=True,
             )
@@ -227,9 +234,11 @@ def shed_counts(metrics: dict) -> dict[str, float]:
         ),
         "memory": sdk_load.metric_sum(metrics, "sloscope_admission_refused_total", reason="memory"),
         "inflight": sdk_load.metric_sum(metrics, "sloscope_admission_refused_total", reason="inflight"),
+        "queue_full": sdk_load.metric_sum(metrics, "sloscope_admission_refused_total", reason="queue_full"),
         "queue_full_spans": sdk_load.metric_sum(metrics, "sloscope_items_rejected_total", reason="queue_full"),
         "ok": sdk_load.metric_sum(metrics, "sloscope_export_requests_total", code="200")
         + sdk_load.metric_sum(metrics, "sloscope_export_requests_total", code="OK"),
+        "requests": sdk_load.metric_sum(metrics, "sloscope_export_requests_total"),
         "duplicates": sdk_load.metric_sum(metrics, "sloscope_duplicate_requests_total"),
         "purges": sdk_load.metric_sum(metrics, "sloscope_memory_purges_total"),
     }
@@ -242,15 +251,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sustainable", type=float, help="spans/s the server sustains (skip calibration)")
     parser.add_argument("--calibration-seconds", type=float, default=20.0)
     parser.add_argument("--procs", type=int, default=4, help="client processes")
-    parser.add_argument("--threads", type=int, default=24, help="exporter threads per client process")
+    parser.add_argument("--threads", type=int, default=32, help="exporter threads per client process")
+    parser.add_argument(
+        "--calibration-threads",
+        type=int,
+        help="exporter threads per process in the calibration (default: --threads, so that the clients "
+        "take the same share of the cores as in the overload)",
+    )
+    parser.add_argument("--transport", choices=["both", "http", "grpc"], default="both")
     parser.add_argument("--max-memory-bytes", type=int, help="the server's bound (default: its own, 1 GiB)")
     parser.add_argument("--max-seconds", type=float, default=900.0, help="give up after this long")
     parser.add_argument("--keep", action="store_true", help="keep the data directory and logs")
+    parser.add_argument("--rss-log", type=Path, help="write every RSS sample (seconds, phase, bytes) here")
     parser.add_argument("--output", type=Path, default=sdk_load.ROOT / "docs" / "reliability" / "overload.md")
     args = parser.parse_args(argv)
+    args.calibration_threads = args.calibration_threads or args.threads
     command = "python bench/overload.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    if args.procs * args.threads * 2 > 254:
-        parser.error("at most 127 exporter threads in all (client numbers must fit span ids)")
+    if args.procs * (args.threads + args.calibration_threads) > sdk_load.MAX_CLIENTS:
+        parser.error(f"at most {sdk_load.MAX_CLIENTS} exporter threads in all (client numbers fit span ids)")
 
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="sloscope-overload-"))
@@ -259,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         flags += ["--max-memory-bytes", str(args.max_memory_bytes)]
     server = sdk_load.ServerProcess(work / "data", work / "server.log", flags=flags)
     sampler = RssSampler(server)
-    clients_per_phase = args.procs * args.threads
+    calibration_clients = args.procs * args.calibration_threads  # overload clients are numbered after them
     try:
         server.start()
         bound = sdk_load.metric_sum(server.metrics(), "sloscope_memory_limit_bytes")
@@ -272,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             sustainable = args.sustainable
         else:
             sampler.phase = "calibration"
-            calibration = Clients(work, server, args.procs, args.threads, "calibration")
+            calibration = Clients(work, server, args.procs, args.calibration_threads, "calibration", args.transport)
             calibration.start(0.0, args.calibration_seconds, 0, give_up_after=60.0)
             time.sleep(max(0.0, calibration.start_at - time.time()) + 3.0)  # warmed up
             first, t0 = flushed(server), time.monotonic()
@@ -288,15 +306,16 @@ def main(argv: list[str] | None = None) -> int:
         stored_before = flushed(server)
         sampler.phase = "overload"
         offered = args.factor * sustainable
-        load = Clients(work, server, args.procs, args.threads, "overload")
+        load = Clients(work, server, args.procs, args.threads, "overload", args.transport)
         give_up = max(60.0, args.max_seconds - (time.monotonic() - started) - args.seconds - 120)
-        load.start(offered, args.seconds, clients_per_phase, give_up_after=give_up)
+        load.start(offered, args.seconds, calibration_clients, give_up_after=give_up)
         time.sleep(max(0.0, load.stop_at - time.time()))
         dropped_at = time.monotonic()
+        at_drop = shed_counts(server.metrics())
         sampler.phase = "after the load dropped"
         stuck = load.join(give_up + 60)
         clients_done = time.monotonic() - dropped_at
-        results = load.results(clients_per_phase)
+        results = load.results(calibration_clients)
         acked_spans = len(results["acked"]) * SPANS_PER_EXPORT
         wait_for(lambda: flushed(server) - stored_before >= acked_spans, 600, "acknowledged spans in the store")
         all_stored = time.monotonic() - dropped_at
@@ -321,10 +340,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"kept {work}", file=sys.stderr)
 
+    if args.rss_log:
+        t0 = sampler.samples[0][0] if sampler.samples else 0.0
+        args.rss_log.write_text("".join(f"{t - t0:.1f},{phase},{rss}\n" for t, phase, rss in sampler.samples))
     shed = {k: after[k] - before[k] for k in after}
     sent_spans = len(results["sent"]) * SPANS_PER_EXPORT
     offered_rate = sent_spans / args.seconds
     factor = offered_rate / sustainable
+    arriving = (at_drop["requests"] - before["requests"]) * SPANS_PER_EXPORT / args.seconds
     peak = sampler.peaks.get("overload", 0)
     peak_all = max(sampler.peaks.values())
     mib = 1 << 20
@@ -332,10 +355,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         ("sustainable rate: stored per second, clients flat out (spans/s)", f"{sustainable:,.0f}"),
         ("offered: new spans per second during the overload", f"{offered_rate:,.0f} ({factor:.1f}x)"),
+        ("arriving: spans per second in all export attempts, refused ones included", f"{arriving:,.0f}"),
         ("export requests answered 200/OK during the overload and after", f"{shed['ok']:,.0f}"),
         ("shed: HTTP 429 + gRPC RESOURCE_EXHAUSTED", f"{shed['http_429']:,.0f} + {shed['grpc_exhausted']:,.0f}"),
         ("… of them by the memory bound / in-flight cap", f"{shed['memory']:,.0f} / {shed['inflight']:,.0f}"),
-        ("… spans refused by the full queue (backlog past max_queue_bytes)", f"{shed['queue_full_spans']:,.0f}"),
+        ("… by the full queue before decoding (requests)", f"{shed['queue_full']:,.0f}"),
+        ("… by the full queue after decoding (spans)", f"{shed['queue_full_spans']:,.0f}"),
         ("SDK exports that gave up and were sent again by the client", f"{results['retries']:,}"),
         ("RSS at rest (MiB)", f"{sampler.peaks.get('rest', 0) / mib:,.0f}"),
         ("**RSS peak during the overload / bound (MiB)**", f"**{peak / mib:,.0f} / {bound / mib:,.0f}**"),
@@ -350,9 +375,14 @@ def main(argv: list[str] | None = None) -> int:
         ("seconds in all", f"{time.monotonic() - started:.0f}"),
     ]
     lines = [
-        f"{args.procs} client processes × {args.threads} SDK exporter threads (half OTLP/HTTP, half "
-        f"OTLP/gRPC), {SPANS_PER_EXPORT} spans per export; overload {args.factor:g}x for {args.seconds:g} s"
-        + ("" if args.sustainable else f", after a {args.calibration_seconds:g} s calibration")
+        f"{args.procs} client processes × {args.threads} SDK exporter threads ({TRANSPORTS[args.transport]}), "
+        f"{SPANS_PER_EXPORT} spans per export; overload {args.factor:g}x for {args.seconds:g} s"
+        + (
+            ""
+            if args.sustainable
+            else f", after a {args.calibration_seconds:g} s calibration with {args.calibration_threads} threads "
+            "per process exporting as fast as they could"
+        )
         + ".",
         "",
         "| measure | value |",

@@ -2,8 +2,8 @@
 restarted on the same ports and data directory, spans with known ids for the real OpenTelemetry SDK
 exporters, and reading back how often each span was stored.
 
-Span ids say where a span came from: ``client + 1`` in the top 8 bits, the export's batch number in
-the next 36 and the span's index in the batch in the low 20. ``span_id >> 20`` is therefore one
+Span ids say where a span came from: ``client + 1`` in the top 12 bits, the export's batch number
+in the next 32 and the span's index in the batch in the low 20. ``span_id >> 20`` is therefore one
 export, and the store can be asked how many spans each export left behind.
 """
 
@@ -24,6 +24,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH_SHIFT = 20  # bits of the span index inside one export
+MAX_CLIENTS = (1 << 12) - 1
 
 
 def free_port() -> int:
@@ -34,7 +35,7 @@ def free_port() -> int:
 
 def span_id(client: int, batch: int, index: int) -> int:
     """The span id of span ``index`` of export ``batch`` of ``client`` (never 0)."""
-    return ((client + 1) << 56) | (batch << BATCH_SHIFT) | index
+    return ((client + 1) << 52) | (batch << BATCH_SHIFT) | index
 
 
 def batch_key(client: int, batch: int) -> int:

@@ -2,8 +2,8 @@
 runs out of memory, instead of taking everything offered until the kernel kills it.
 
 Two limits, checked when a request is decoded and again when it is handed to the write-ahead log
-(``Intake.decode`` and ``Intake.accept``, so every receiver has them), and for the HTTP receivers
-also before the body is read (``ReadAdmission``, by its declared ``Content-Length``):
+(``Intake.decode`` and ``Intake.accept``, so every receiver has them); the HTTP receivers also check
+the memory bound before the body is read (``ReadAdmission``):
 
 * ``max_memory_bytes``: the resident memory (RSS) of the whole process. The embedded ClickHouse
   engine runs in this process and counts in it: at rest a server holds ~340 MiB, and each flush
@@ -13,6 +13,11 @@ also before the body is read (``ReadAdmission``, by its declared ``Content-Lengt
 * ``max_inflight_bytes``: request bytes being decoded or made durable at the same moment. It bounds
   what a burst of large requests holds between two samples of the RSS. One request is always let
   in when none is in flight, so a request larger than the cap cannot starve.
+
+A third check refuses early what would be refused anyway: a signal whose queue has no room for the
+request within ``max_queue_bytes`` (``backlog_full``, the queue's own limit) is answered 429 before the body is
+decoded or, over HTTP, read; under overload most refusals are of this kind, and each then costs the
+collector a fraction of a decode.
 
 The RSS is read from ``/proc/self/statm`` by a monitor thread every ``sample_interval`` seconds,
 so a request costs one comparison, never a system call. Above ``PURGE_AT`` of the bound the monitor
@@ -37,7 +42,7 @@ from dataclasses import dataclass
 from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from collector.intake import Overloaded
 
@@ -50,26 +55,29 @@ PURGE_AT = 0.6
 
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
-#: The flusher's batch is at most this fraction of ``max_memory_bytes`` (see ``flush_batch_bytes``).
-BATCH_SHARE = 64
+#: The flusher's batch is this fraction of the room the bound leaves (see ``flush_batch_bytes``).
+BATCH_SHARE = 32
 #: The flusher's batch cap without a memory bound (collector/queue.py's QueueLimits default).
 UNBOUNDED_BATCH_BYTES = 128 << 20
 
 
-def flush_batch_bytes(max_memory_bytes: int) -> int:
-    """The largest batch (bytes of requests) the flusher may hand the engine at once.
+def flush_batch_bytes(max_memory_bytes: int, resting_bytes: int) -> int:
+    """The largest batch (bytes of requests) the flusher may hand the engine at once, for a process
+    holding ``resting_bytes`` before any load.
 
     Refusing exports cannot bound the flusher: at three times the sustainable load the backlog
     never empties, so every batch is a full one. Writing a batch makes the embedded engine hold
     ~5 KB per span for the moment of the insert (a by-trace copy, the RED view, column buffers),
-    ~16 times the span's protobuf size: 200,000 spans (the default ``batch_rows``) took the RSS of
-    a server to 1.4-1.6 GiB (docs/reliability/overload.md). A 64th of the bound (16 MiB of
-    protobuf, ~50,000 spans, ~270 MiB in the engine at 1 GiB) keeps a flush inside the room the
-    bound leaves.
+    ~16 times the span's protobuf size, and its allocator keeps about as much again for a while
+    afterwards: 200,000 spans (the default ``batch_rows``) took a server to 1.4-1.6 GiB
+    (docs/reliability/overload.md). So a batch gets a 32nd of the room between the resting memory
+    and the point where exports are shed: 16 MiB of protobuf (~50,000 spans) for 1 GiB and a
+    resting server of 345 MiB.
     """
     if not max_memory_bytes:
         return UNBOUNDED_BATCH_BYTES
-    return max(1 << 20, min(UNBOUNDED_BATCH_BYTES, max_memory_bytes // BATCH_SHARE))
+    room = int(max_memory_bytes * SHED_AT) - resting_bytes
+    return max(1 << 20, min(UNBOUNDED_BATCH_BYTES, room // BATCH_SHARE))
 
 
 def read_rss() -> int:
@@ -107,7 +115,7 @@ class AdmissionMetrics:
         return cls(
             refused=Counter(
                 "sloscope_admission_refused",
-                "Export requests refused to bound memory (429 / RESOURCE_EXHAUSTED), by reason",
+                "Export requests refused before being decoded (429 / RESOURCE_EXHAUSTED), by reason",
                 ["signal", "reason"],
                 registry=registry,
             ),
@@ -143,8 +151,10 @@ class Admission:
         registry: CollectorRegistry | None = None,
         release_memory: Callable[[], None] | None = None,
         rss_reader: Callable[[], int] = read_rss,
+        backlog_full: Callable[[str, int], str | None] | None = None,
     ) -> None:
         self.limits = limits
+        self._backlog_full = backlog_full
         self.metrics = AdmissionMetrics.create(registry or CollectorRegistry())
         self._release_memory = release_memory
         self._read_rss = rss_reader
@@ -167,6 +177,12 @@ class Admission:
     def start(self) -> None:
         """Start sampling the RSS in the background (idempotent)."""
         if self._thread is None:
+            if self.shedding:
+                log.warning(
+                    "max_memory_bytes is below what this process holds at rest: every export will be "
+                    "refused until it is raised",
+                    extra={"rss_bytes": self.sample(), "max_memory_bytes": self.limits.max_memory_bytes},
+                )
             self._thread = threading.Thread(target=self._run, name="memory-monitor", daemon=True)
             self._thread.start()
 
@@ -213,15 +229,25 @@ class Admission:
         """The RSS is at or over the point where new exports are refused."""
         return bool(self.limits.max_memory_bytes) and self.rss >= self._shed_bytes
 
-    def reserve(self, signal: str, size: int) -> Reservation:
-        """Count ``size`` bytes in flight until the reservation is released; raises Overloaded when
-        the process is over its memory bound or the in-flight cap is reached."""
+    def check(self, signal: str, size: int) -> None:
+        """Raise Overloaded when a request of ``size`` bytes cannot be taken now: the process is over
+        its memory bound, or ``backlog_full`` says the signal's queue has no room for it (then it
+        would be refused after decoding: this refuses it before, for a fraction of the cost)."""
+        full = self._backlog_full(signal, size) if self._backlog_full is not None else None
+        if full:
+            self.metrics.refused.labels(signal, "queue_full").inc()
+            raise Overloaded(f"{full}; retry later")
         if self.shedding:
             self.metrics.refused.labels(signal, "memory").inc()
             raise Overloaded(
                 f"memory: the collector holds {self.rss >> 20} MiB, over {SHED_AT:.0%} of its bound of "
                 f"{self.limits.max_memory_bytes >> 20} MiB (max_memory_bytes); retry later"
             )
+
+    def reserve(self, signal: str, size: int) -> Reservation:
+        """``check``, then count ``size`` bytes in flight until the reservation is released; raises
+        Overloaded also when that would pass the in-flight cap."""
+        self.check(signal, size)
         cap = self.limits.max_inflight_bytes
         with self._lock:
             inflight = self._inflight
@@ -290,13 +316,14 @@ def text_refusal(message: str, content_type: str) -> tuple[bytes, str]:
 
 
 class ReadAdmission:
-    """ASGI middleware in front of an HTTP receiver: an export is admitted before its body is read.
+    """ASGI middleware in front of an HTTP receiver: an export is checked before its body is read.
 
-    Over the memory bound, or with the in-flight cap reached by the declared ``Content-Length``, the
-    answer is 429 with ``Retry-After`` and the body is read and dropped chunk by chunk (never held),
-    so a keep-alive client reads a proper answer instead of a reset connection. An admitted body
-    counts in flight while it is read; from then on the receiver's ``Intake`` counts it. A body
-    without a declared length (chunked) is checked against the memory bound only.
+    Over the memory bound, or with the signal's queue without room for the declared
+    ``Content-Length``, the answer is 429 with ``Retry-After``, and the body is read and dropped
+    piece by piece (never held), so that a keep-alive client reads a proper answer instead of a
+    reset connection. The in-flight cap is not applied here but once the body is read (``Intake``):
+    a declared length costs nothing until the bytes arrive, and a slow client declaring large
+    bodies must not be able to hold the cap and shut everyone else out.
     """
 
     def __init__(
@@ -320,21 +347,12 @@ class ReadAdmission:
         headers = dict(scope.get("headers") or ())
         declared = headers.get(b"content-length", b"")
         try:
-            reading = self.admission.reserve(signal, int(declared) if declared.isdigit() else 0)
+            self.admission.check(signal, int(declared) if declared.isdigit() else 0)
         except Overloaded as exc:
-            await self._refuse(signal, str(exc), headers.get(b"content-type", b"").decode("latin-1"), receive, send)
+            content_type = headers.get(b"content-type", b"").decode("latin-1")
+            await self._refuse(signal, str(exc), content_type, receive, send)
             return
-
-        async def counted() -> Message:
-            message = await receive()
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                reading.release()  # read: the receiver's Intake counts it from here on
-            return message
-
-        try:
-            await self.app(scope, counted, send)
-        finally:
-            reading.release()
+        await self.app(scope, receive, send)
 
     async def _refuse(self, signal: str, message: str, content_type: str, receive: Receive, send: Send) -> None:
         self.requests.labels(signal, self.transport, "429").inc()

@@ -338,7 +338,7 @@ class Reader:
             return None
         try:
             zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a directory
             guess = closest(value, zoneinfo.available_timezones())
             hint = f" (did you mean {guess!r}?)" if guess else " (use an IANA name like Europe/Berlin)"
             self.error(node, path, f"unknown time zone {value!r}{hint}")
@@ -736,12 +736,20 @@ def read_annotations(
         if filled is None:
             continue
         if key in URL_ANNOTATIONS:
-            url = urlsplit(filled)
-            if url.scheme not in ("http", "https") or not url.netloc:
+            if not is_http_url(filled):
                 r.error(value_node, item_path, f"must be an http(s) URL, got {filled!r}")
                 continue
         out.append((key, filled))
     return tuple(out) if r.count == start else None
+
+
+def is_http_url(text: str) -> bool:
+    """An absolute http(s) URL (``http://[`` is none: urlsplit raises on it)."""
+    try:
+        url = urlsplit(text)
+    except ValueError:
+        return False
+    return url.scheme in ("http", "https") and bool(url.netloc)
 
 
 def read_labels(r: Reader, node: Node | None, path: str, *, lists: bool = False) -> dict[str, str] | None:

@@ -30,6 +30,7 @@ from collector.admission import (
     ReadAdmission,
     flush_batch_bytes,
     otlp_refusal,
+    read_rss,
     text_refusal,
 )
 from collector.auth import IngestAuth, TokenFileErrors, TokenSet
@@ -253,7 +254,7 @@ class SloscopeServer:
                 max_batch_rows=settings.batch_rows,
                 max_batch_delay=settings.batch_delay,
                 max_queue_bytes=settings.max_queue_bytes,
-                max_batch_bytes=flush_batch_bytes(settings.max_memory_bytes),  # the memory bound's share
+                max_batch_bytes=flush_batch_bytes(settings.max_memory_bytes, read_rss()),  # the bound's share
                 max_wal_bytes=settings.max_wal_bytes,
                 min_free_bytes=settings.min_free_disk_bytes,
                 parallelism=settings.insert_parallelism,
@@ -267,6 +268,7 @@ class SloscopeServer:
                 AdmissionLimits(settings.max_memory_bytes, settings.max_inflight_bytes),
                 self.registry,
                 release_memory=None if settings.clickhouse_url else self._release_engine_memory,
+                backlog_full=self._backlog_full,
             )
         self.alerting: Alerting | None = None
         if settings.evaluates:
@@ -312,6 +314,18 @@ class SloscopeServer:
 
     def _release_engine_memory(self) -> None:
         self.backend.command(queries.RELEASE_MEMORY)
+
+    def _backlog_full(self, signal: str, size: int) -> str | None:
+        # The queue's own check (DurableQueue.submit) would refuse a request of ``size`` bytes now:
+        # say so before it is read and decoded. Not while the store takes nothing (the log then
+        # rides the outage out up to its own cap, docs/reliability/wal-and-outage.md), and an empty
+        # queue takes any one request.
+        queue = self.queues.get(signal)
+        if queue is None or not queue.healthy or not queue.pending_bytes:
+            return None
+        if queue.pending_bytes + size <= queue.limits.max_queue_bytes:
+            return None
+        return f"{signal} queue holds {queue.pending_bytes} bytes not yet stored"
 
     def _roll_up_loop(self) -> None:
         # A failed pass is logged and retried at the next interval; it never stops the server.

@@ -100,7 +100,9 @@ def in_process(data_dir: Path, **overrides: object) -> Iterator[InProcess]:
     the TLS tests verify it themselves).
     """
     ports = {name: free_port() for name in ("otlp_http_port", "otlp_grpc_port", "zipkin_port", "api_port")}
-    settings = settings_mod.load({"data_dir": data_dir, "batch_delay": 0.1, **ports, **overrides}, environ={})
+    # No memory bound by default: it is this process's RSS, which pytest and earlier modules share.
+    defaults = {"data_dir": data_dir, "batch_delay": 0.1, "max_memory_bytes": 0}
+    settings = settings_mod.load({**defaults, **ports, **overrides}, environ={})
     server = SloscopeServer(settings)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(handle_signals=False)), daemon=True)
     thread.start()

@@ -97,6 +97,21 @@ def test_memory_bound_sheds_from_its_threshold_and_counts_refusals() -> None:
         pass
 
 
+def test_a_full_queue_is_refused_before_decoding() -> None:
+    registry = CollectorRegistry()
+    def full(signal: str, size: int) -> str | None:
+        return "logs queue holds 600 bytes not yet stored" if signal == "logs" and size > 10 else None
+
+    admission = Admission(AdmissionLimits(), registry, rss_reader=FakeRss(0), backlog_full=full)
+    with admission.admit("traces", 100), admission.admit("logs", 10):
+        pass
+    with pytest.raises(Overloaded, match="logs queue holds 600 bytes not yet stored; retry later"):
+        with admission.admit("logs", 100):
+            pass
+    labels = {"signal": "logs", "reason": "queue_full"}
+    assert registry.get_sample_value("sloscope_admission_refused_total", labels) == 1.0
+
+
 def test_inflight_cap_lets_one_request_in_and_releases_on_exit() -> None:
     registry = CollectorRegistry()
     admission = Admission(AdmissionLimits(max_inflight_bytes=1000), registry, rss_reader=FakeRss(0))
@@ -138,11 +153,13 @@ def test_high_memory_asks_the_engine_for_its_free_pages_at_most_once_per_interva
     assert len(released) == 1  # not again within the interval
 
 
-def test_flush_batches_are_a_share_of_the_bound() -> None:
-    assert flush_batch_bytes(1 << 30) == 16 << 20
-    assert flush_batch_bytes(0) == UNBOUNDED_BATCH_BYTES
-    assert flush_batch_bytes(64 << 30) == UNBOUNDED_BATCH_BYTES
-    assert flush_batch_bytes(64 << 20) == 1 << 20
+def test_flush_batches_are_a_share_of_the_room_the_bound_leaves() -> None:
+    resting = 345 << 20
+    assert flush_batch_bytes(1 << 30, resting) == (int((1 << 30) * SHED_AT) - resting) // 32  # 16.4 MiB
+    assert flush_batch_bytes(2 << 30, resting) > 2 * flush_batch_bytes(1 << 30, resting)
+    assert flush_batch_bytes(0, resting) == UNBOUNDED_BATCH_BYTES
+    assert flush_batch_bytes(64 << 30, resting) == UNBOUNDED_BATCH_BYTES
+    assert flush_batch_bytes(256 << 20, resting) == 1 << 20  # no room at all: the smallest batches
 
 
 class _Receiver:
@@ -181,14 +198,16 @@ def test_http_exports_are_refused_before_their_body_is_read() -> None:
     rss = FakeRss(0)
     registry = CollectorRegistry()
     metrics = CollectorMetrics.create(registry)
-    admission = Admission(
-        AdmissionLimits(max_memory_bytes=1000 << 20, max_inflight_bytes=1500), registry, rss_reader=rss
-    )
+    backlog = {"room": 10_000}
+
+    def full(signal: str, size: int) -> str | None:
+        return f"{signal} queue holds 9 bytes not yet stored" if size > backlog["room"] else None
+
+    limits = AdmissionLimits(max_memory_bytes=1000 << 20, max_inflight_bytes=1500)
+    admission = Admission(limits, registry, rss_reader=rss, backlog_full=full)
     inner = _Receiver(registry)
     otlp = ReadAdmission(inner, admission, otlp_refusal, metrics.requests, "http")
-    # Admitted: the declared body counts in flight while it is read, and no longer once it is.
     assert _post(otlp, "/v1/traces", b"x" * 600, "application/x-protobuf").status_code == 200
-    assert inner.calls == [(600.0, 0.0, 600)]
     # Over the memory bound: 429 with Retry-After, a Status in the request's encoding; the
     # receiver never sees the request.
     rss.value = 900 << 20
@@ -206,13 +225,18 @@ def test_http_exports_are_refused_before_their_body_is_read() -> None:
     assert len(inner.calls) == 1
     # Other paths and methods pass through untouched.
     assert _post(otlp, "/other", b"", "text/plain").status_code == 200
-    # The in-flight cap, by the declared length: 1000 bytes held elsewhere, 600 more do not fit.
+    # A queue without room for the declared length: refused before the body is read.
     rss.value = 0
     admission.sample()
+    backlog["room"] = 500
+    reply = _post(otlp, "/v1/traces", b"x" * 600, "application/x-protobuf")
+    assert reply.status_code == 429 and "traces queue holds 9 bytes" in _status_message(reply)
+    backlog["room"] = 10_000
+    # The in-flight cap waits until the body is read (the receiver's Intake applies it): a declared
+    # length alone, from a client that may never send it, holds nothing.
     with admission.admit("traces", 1000):
-        reply = _post(otlp, "/v1/traces", b"x" * 600, "application/x-protobuf")
-        assert reply.status_code == 429 and "max_inflight_bytes" in _status_message(reply)
-    assert _post(otlp, "/v1/traces", b"x" * 600, "application/x-protobuf").status_code == 200
+        assert _post(otlp, "/v1/traces", b"x" * 600, "application/x-protobuf").status_code == 200
+    assert [call[0] for call in inner.calls] == [0.0, 0.0, 1000.0]
     sample = registry.get_sample_value
     assert sample("sloscope_export_requests_total", {"signal": "traces", "transport": "http", "code": "429"}) == 2
     assert sample("sloscope_export_requests_total", {"signal": "traces", "transport": "zipkin", "code": "429"}) == 1

@@ -140,7 +140,10 @@ def test_full_queue_answers_429_with_retry_after_and_keeps_what_it_took(tmp_path
         assert status.code == 8  # RESOURCE_EXHAUSTED
         assert "retry later" in status.message
         metrics = httpx.get(f"{server.api}/metrics").text
-        assert 'sloscope_items_rejected_total{reason="queue_full",signal="traces"} 100.0' in metrics
+        # A queue without room for the request refuses it before the body is read and decoded
+        # (collector/admission.py): counted as requests, not items, since nothing was decoded.
+        assert 'sloscope_admission_refused_total{reason="queue_full",signal="traces"} 2.0' in metrics
+        assert 'sloscope_items_rejected_total{reason="queue_full"' not in metrics
     finally:
         assert server.stop() == 0  # a clean stop drains the queue into the store
     backend = EmbeddedBackend(data / "store")
@@ -287,3 +290,4 @@ def test_recent_requests_wait_for_the_first_write_and_forget_failed_ones() -> No
     seeded = recent.claim(digest(b"old-2"))
     assert seeded is not None and seeded.done()
     assert recent.claim(key) is None  # pushed out by the seeded ones
+

@@ -125,6 +125,9 @@ def test_every_parameter_of_every_route_meets_a_hostile_value(api: fuzzing_apps.
         # Regression (fuzzing): a step of a trillion days widened the RED series' window past every
         # calendar; formatting it raised OSError: a 500.
         ("/api/v1/red", (("service", "gateway"), ("step", "1000000000000d")), False),
+        # Regression (fuzzing): an SLO history ending before 1970 reached the store, which refused
+        # the negative UInt32 parameter: a 500.
+        ("/api/v1/slos/mailer-delivery/history", (("end", "-1"),), False),
     ],
 )
 def test_regressions_are_refused_with_a_message(
@@ -138,4 +141,5 @@ def test_regressions_are_refused_with_a_message(
     assert message in (
         "start and end must lie between 1970 and 2106",
         "step: '1000000000000d' is longer than a year",
+        "start/end: out of range (1970-01-01 to 2106-02-07; got start=None, end=-1)",
     )

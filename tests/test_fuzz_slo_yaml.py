@@ -124,6 +124,24 @@ spec:
         # Regression (fuzzing): deep nesting raised RecursionError from PyYAML's composer.
         ("slos: " + "[" * 600 + "]" * 600 + "\n", ["{file}: (yaml): collections are nested too deeply"]),
         ("slos: &a [*a]\n", ["{file}:1: slos[0]: must be a mapping, got a list"]),
+        # Regression (fuzzing): a time zone naming a directory of the zone database, or too long a
+        # file name, raised IsADirectoryError / OSError from zoneinfo.
+        (
+            NATIVE + "    window: {calendar: month, time_zone: Europe}\n" + SLI,
+            ["{file}:6: slos[0].window.time_zone: unknown time zone 'Europe' (did you mean 'Europe/Rome'?)"],
+        ),
+        (
+            NATIVE + f"    window: {{calendar: month, time_zone: Europe/{'x' * 300}}}\n" + SLI,
+            [
+                f"{{file}}:6: slos[0].window.time_zone: unknown time zone 'Europe/{'x' * 300}' (use an IANA name like "
+                "Europe/Berlin)"
+            ],
+        ),
+        # Regression (fuzzing): an unclosed IPv6 bracket in a URL raised ValueError from urlsplit.
+        (
+            NATIVE + SLI + '    annotations: {runbook_url: "http://[x"}\n',
+            ["{file}:7: slos[0].annotations.runbook_url: must be an http(s) URL, got 'http://[x'"],
+        ),
     ],
     ids=[
         "missing-name",
@@ -132,6 +150,9 @@ spec:
         "condition-without-severity",
         "deep",
         "alias",
+        "zone-directory",
+        "zone-name-too-long",
+        "ipv6-bracket",
     ],
 )
 def test_regressions_are_errors_not_exceptions(spec_file: Path, text: str, expected: list[str]) -> None:
@@ -149,3 +170,13 @@ def test_deeply_nested_policy_is_an_error(spec_file: Path) -> None:
     loaded, errors = policy.load(spec_file, {})
     assert loaded is None
     assert [str(e) for e in errors] == [f"{spec_file}: (yaml): collections are nested too deeply"]
+
+
+def test_an_unclosed_ipv6_bracket_in_a_policy_url_is_an_error(spec_file: Path) -> None:
+    """Regression (fuzzing): ``external_url: http://1[27.0.0.1:8080`` raised ValueError from urlsplit."""
+    spec_file.write_text("external_url: http://1[27.0.0.1:8080\n")
+    loaded, errors = policy.load(spec_file, {})
+    assert loaded is None
+    assert [str(e) for e in errors] == [
+        f"{spec_file}:1: external_url: must be an http(s) URL, got 'http://1[27.0.0.1:8080'"
+    ]

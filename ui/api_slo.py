@@ -96,6 +96,10 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
             if value:
                 _instant_ns(value, parameter)  # parse_range's own parsing would overflow
         time_range = parse_range(start, end, HISTORY_RANGE_NS)
+        # Evaluation times are DateTime (UInt32 seconds): the store refuses a query outside 1970-2106.
+        start_s, end_s = max(0, time_range.start_ns // 10**9), time_range.end_ns // 10**9
+        if (start and time_range.start_ns < 0) or not 0 <= end_s <= MAX_AT_S:
+            raise bad_request(f"start/end: out of range (1970-01-01 to 2106-02-07; got start={start}, end={end})")
         key = ""
         if group:
             try:
@@ -107,9 +111,7 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
             key = history.group_key(list(labels.items()))
         n = parse_limit(limit, *HISTORY_LIMIT)
         rows = call_store(
-            lambda: history.read(
-                backend, name, time_range.start_ns // 10**9, time_range.end_ns // 10**9, key, n
-            )
+            lambda: history.read(backend, name, start_s, end_s, key, n)
         )
         return {"slo": name, "evaluations": rows}
 

@@ -71,7 +71,10 @@ def iso(seconds: float | None) -> str:
 def link_url(value: str) -> str | None:
     """``value`` if it is an absolute http(s) URL, else None: only those become links (a
     ``javascript:`` annotation stays text)."""
-    parts = urlsplit(value.strip())
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:  # "http://[x": an annotation's text, not a link
+        return None
     return value.strip() if parts.scheme in ("http", "https") and parts.netloc else None
 
 
