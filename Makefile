@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench bench-reliability chromium clean
+.PHONY: run test lint bench bench-reliability fuzz chromium clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ bench: $(STAMP)
 bench-reliability: $(STAMP)
 	$(PY) bench/crash_loop.py
 	$(PY) bench/overload.py
+	$(PY) bench/outage.py
+
+fuzz: $(STAMP)
+	$(PY) -m pip install --quiet 'atheris>=2.3' 2>/dev/null || echo "atheris did not install: hypothesis and mutation loops only"
+	$(PY) bench/fuzz.py
 
 clean:
 	rm -rf $(VENV) .sloscope-data

@@ -33,7 +33,7 @@ TOKEN_FIELDS = ("name", "tenant")
 class AdminHooks:
     """What the admin endpoints call. ``reload_slos`` re-reads the specs and returns the new SLOs, or
     raises ValueError whose message lists the problems; ``tokens`` returns one mapping per ingest
-    token with at least ``name`` and ``tenant``. None: this process has no such thing (501)."""
+    token with at least ``name`` and ``tenant``. None: this process has no such thing (404, saying so)."""
 
     reload_slos: Callable[[], Sequence[Slo]] | None = None
     tokens: Callable[[], Sequence[Mapping[str, Any]]] | None = None
@@ -51,7 +51,7 @@ def router(catalog: SloCatalog, hooks: AdminHooks) -> APIRouter:
                 403, "forbidden: reloading SLOs changes every tenant's; it needs an admin without a tenant"
             )
         if hooks.reload_slos is None:
-            raise HTTPException(501, "this server does not load SLO specs (no slos setting in this role)")
+            raise HTTPException(404, "this server does not load SLO specs (no slos setting in this role)")
         try:
             slos = await run_in_threadpool(hooks.reload_slos)
         except ValueError as exc:
@@ -70,7 +70,7 @@ def router(catalog: SloCatalog, hooks: AdminHooks) -> APIRouter:
     async def tokens(request: Request) -> dict[str, Any]:
         """Ingest tokens: name and tenant of each (the digests stay on the server)."""
         if hooks.tokens is None:
-            raise HTTPException(501, "this server has no ingest tokens configured")
+            raise HTTPException(404, "this server has no ingest tokens configured")
         tenant = principal(request).tenant
         found = await run_in_threadpool(hooks.tokens)
         shown = [
