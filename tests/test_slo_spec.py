@@ -495,19 +495,22 @@ spec:
   budgetingMethod: Occurrences
   objectives: [{target: 0.999}]
 """
+# An inline SLI: logs, bad from WARN up.
+LOG_INDICATOR = """  indicator:
+    metadata: {name: i}
+    spec:
+      ratioMetric:
+        total: {metricSource: {type: sloscope, spec: {logs: {}}}}
+        bad: {metricSource: {type: sloscope, spec: {logs: {severity_min: WARN}}}}
+"""
 
 
 def test_openslo_target_is_exact_and_alert_after_defaults(tmp_path: Path) -> None:
     slo = load_one(
         tmp_path,
         OPENSLO_SLO
+        + LOG_INDICATOR
         + """
-  indicator:
-    metadata: {name: i}
-    spec:
-      ratioMetric:
-        total: {metricSource: {type: sloscope, spec: {logs: {}}}}
-        bad: {metricSource: {type: sloscope, spec: {logs: {severity_min: WARN}}}}
   alertPolicies:
     - kind: AlertPolicy
       metadata: {name: p}
@@ -729,11 +732,7 @@ def test_tenant_in_both_formats(tmp_path: Path) -> None:
         f"{tmp_path / 'slos.yaml'}:2: slos[0].tenant: 'a b' is not a tenant name: "
         "use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
     ]
-    openslo = OPENSLO_SLO.replace("  name: x\n", "  name: x\n  labels: {tenant: globex}\n") + (
-        "  indicator:\n    metadata: {name: i}\n    spec:\n      ratioMetric:\n"
-        "        total: {metricSource: {type: sloscope, spec: {logs: {}}}}\n"
-        "        bad: {metricSource: {type: sloscope, spec: {logs: {severity_min: WARN}}}}\n"
-    )
+    openslo = OPENSLO_SLO.replace("  name: x\n", "  name: x\n  labels: {tenant: globex}\n") + LOG_INDICATOR
     slo = load_one(tmp_path, openslo)
     assert slo.tenant == "globex" and slo.label_map["tenant"] == "globex"
     assert errors_of(tmp_path, openslo.replace("tenant: globex", "tenant: '-x'"))[0].endswith(
@@ -757,13 +756,10 @@ def test_on_no_data_in_both_formats(tmp_path: Path) -> None:
     assert errors_of(tmp_path, native.replace("on_no_data: alert", "on_no_data: alret")) == [
         f"{tmp_path / 'slos.yaml'}:6: slos[0].alerting.on_no_data: unknown action 'alret' (did you mean 'alert'?)"
     ]
-    openslo = OPENSLO_SLO + """
-  indicator:
-    metadata: {name: i}
-    spec:
-      ratioMetric:
-        total: {metricSource: {type: sloscope, spec: {logs: {}}}}
-        bad: {metricSource: {type: sloscope, spec: {logs: {severity_min: WARN}}}}
+    openslo = (
+        OPENSLO_SLO
+        + LOG_INDICATOR
+        + """
   alertPolicies:
     - kind: AlertPolicy
       metadata: {name: p}
@@ -773,6 +769,7 @@ def test_on_no_data_in_both_formats(tmp_path: Path) -> None:
           - metadata: {name: c}
             spec: {severity: page, condition: {kind: burnrate, op: gt, threshold: 6, lookbackWindow: 6h}}
 """
+    )
     assert load_one(tmp_path, openslo).alerting.on_no_data == "alert"
     without = openslo.replace("alertWhenNoData: true", "alertWhenNoData: false")
     assert load_one(tmp_path, without).alerting.on_no_data == "keep"
