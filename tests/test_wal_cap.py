@@ -10,7 +10,6 @@ import asyncio
 import errno
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -18,7 +17,6 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client import CollectorRegistry
 
 from collector import decode
@@ -31,6 +29,7 @@ from store.server import ServerBackend
 from tests.chshim import ChShim
 from tests.conftest import in_process, wait_until
 from tests.tcp_proxy import TcpProxy
+from tests.test_queue import request
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 
@@ -295,21 +294,7 @@ class _NeverWrites:
 
 
 def _request(n: int, first: int = 0, service: str = "capped") -> bytes:
-    req = ExportTraceServiceRequest()
-    rs = req.resource_spans.add()
-    rs.resource.attributes.add(key="service.name").value.string_value = service
-    spans = rs.scope_spans.add().spans
-    now = time.time_ns()
-    for i in range(first, first + n):
-        spans.add(
-            trace_id=(i + 1).to_bytes(16, "big"),
-            span_id=(i + 1).to_bytes(8, "big"),
-            name="op",
-            kind=2,
-            start_time_unix_nano=now,
-            end_time_unix_nano=now + 1000,
-        )
-    return req.SerializeToString()
+    return request(service, n, first)
 
 
 # -- a real collector whose store goes away -------------------------------------------------------
