@@ -7,15 +7,20 @@ PYTEST_ARGS ?=
 
 .PHONY: run test lint bench bench-reliability fuzz chromium clean
 
+INSTALL_LOG := $(VENV)/install.log
+
+# pip's own chatter goes to a log, shown only when the install fails.
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	rm -f $(VENV)/.installed-*
-	touch $@
+	@echo "sloscope: installing into $(VENV) (the first time takes about a minute; log in $(INSTALL_LOG))"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@{ $(PY) -m pip install --quiet --upgrade pip && $(PY) -m pip install --quiet -e '.[test]'; } \
+	  >$(INSTALL_LOG) 2>&1 || { tail -n 40 $(INSTALL_LOG); echo "sloscope: install failed: $(INSTALL_LOG)"; exit 1; }
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+	@echo "sloscope: installed"
 
 run: $(STAMP)
-	$(VENV)/bin/sloscope serve --demo --slos examples/demo/slos.yaml --notification-policy examples/demo/policy.yaml
+	@$(VENV)/bin/sloscope serve --demo --slos examples/demo/slos.yaml --notification-policy examples/demo/policy.yaml
 
 # Browser tests drive Debian's Chromium; install it when it is missing (never a downloaded browser).
 chromium:
@@ -29,7 +34,7 @@ lint: $(STAMP)
 
 # pytest exits 5 when it collected no test; make treats that as a failure, as it should.
 test: $(STAMP) chromium lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
 # Each appends its table to docs/benchmarks.md (about 15 minutes in all on 2 cores).
 bench: $(STAMP)

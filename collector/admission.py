@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import threading
 import time
@@ -152,8 +153,10 @@ class Admission:
         release_memory: Callable[[], None] | None = None,
         rss_reader: Callable[[], int] = read_rss,
         backlog_full: Callable[[str, int], str | None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limits = limits
+        self._clock = clock
         self._backlog_full = backlog_full
         self.metrics = AdmissionMetrics.create(registry or CollectorRegistry())
         self._release_memory = release_memory
@@ -162,7 +165,9 @@ class Admission:
         self._purge_bytes = int(limits.max_memory_bytes * PURGE_AT)
         self._lock = threading.Lock()
         self._inflight = 0
-        self._last_purge = 0.0
+        # Minus infinity, not 0: the monotonic clock starts near 0 at boot, and the first purge must
+        # not wait for the host to have been up for a whole purge interval.
+        self._last_purge = -math.inf
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._purging: threading.Thread | None = None
@@ -203,7 +208,7 @@ class Admission:
         self.rss = self._read_rss()
         bound = self.limits.max_memory_bytes
         if bound and self._release_memory is not None and self.rss >= self._purge_bytes:
-            now = time.monotonic()
+            now = self._clock()
             idle = self._purging is None or not self._purging.is_alive()
             if idle and now - self._last_purge >= self.limits.purge_interval:
                 self._last_purge = now

@@ -514,9 +514,10 @@ class SloscopeServer:
         ]
         while not all(server.started for server in self._servers):
             await asyncio.sleep(0.02)
-        print(self._banner(), flush=True)
         if self.settings.demo:
             self._start_demo()
+        # Last, so that the address is the last line a person sees after `make run`.
+        print(self._banner(), flush=True)
         await asyncio.gather(*tasks)
         if self._grpc is not None:
             await self._grpc.stop(5)
@@ -542,7 +543,10 @@ class SloscopeServer:
             parts.append("TLS on" + (", client certificates required for ingest" if self.tls.mutual else ""))
         parts.append(f"store: {self.settings.store_label}")
         role = "" if self.settings.role == "all" else f" (role {self.settings.role})"
-        return f"sloscope is up{role}: " + "  ".join(parts)
+        banner = f"sloscope is up{role}: " + "  ".join(parts)
+        if self.settings.serves_ui:
+            banner += f"\n\n    Open {self.api_url}/ in a browser  (Ctrl-C stops)\n"
+        return banner
 
     def _start_demo(self) -> None:
         from sloscope.demo import Demo, DemoConfig

@@ -25,9 +25,8 @@ from sloscope.app import SloscopeServer
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def shared_dir() -> Path:
-    """``../shared`` beside the project, or ``$SLOSCOPE_SHARED``."""
-    return Path(os.environ.get("SLOSCOPE_SHARED", ROOT.parent / "shared"))
+DATA = ROOT / "tests" / "data"
+"""Fixture files, each with its origin and licence in ``tests/data/README.md``."""
 
 
 def free_port() -> int:

@@ -193,11 +193,9 @@ def mutated(corpus: Sequence[bytes]) -> st.SearchStrategy[bytes]:
 _JSON_FIXTURES = {"traces": ["trace.json"], "logs": ["logs.json", "events.json"], "metrics": ["metrics.json"]}
 
 
-def _shared(kind: str, name: str) -> bytes | None:
-    """A file of the shared fixtures (``../shared`` or ``$SLOSCOPE_SHARED``, as tests/conftest.py)."""
-    base = Path(os.environ.get("SLOSCOPE_SHARED", ROOT.parent / "shared")) / "fixtures" / kind
-    path = base / name
-    return path.read_bytes() if path.is_file() else None
+def _fixture(kind: str, name: str) -> bytes:
+    """An upstream sample from ``tests/data`` (origins in its README)."""
+    return (ROOT / "tests" / "data" / kind / name).read_bytes()
 
 
 def _kv(key: str, value: AnyValue) -> KeyValue:
@@ -273,26 +271,23 @@ def built_requests() -> dict[str, list[Message]]:
 
 
 def json_seeds() -> dict[str, list[bytes]]:
-    """OTLP/JSON bodies: the shared examples and the built requests written as OTLP/JSON."""
+    """OTLP/JSON bodies: the upstream examples and the built requests written as OTLP/JSON."""
     seeds: dict[str, list[bytes]] = {signal: [] for signal in SIGNALS}
     for signal, names in _JSON_FIXTURES.items():
         for name in names:
-            body = _shared("otlp", name)
-            if body is not None:
-                seeds[signal].append(body)
+            seeds[signal].append(_fixture("otlp", name))
     for signal, messages in built_requests().items():
         seeds[signal].extend(to_otlp_json(m) for m in messages)
     return seeds
 
 
 def protobuf_seeds() -> dict[str, list[bytes]]:
-    """OTLP protobuf bodies: the built requests and the shared JSON examples as protobuf."""
+    """OTLP protobuf bodies: the built requests and the upstream JSON examples as protobuf."""
     seeds = {signal: [m.SerializeToString() for m in ms] for signal, ms in built_requests().items()}
     for signal, names in _JSON_FIXTURES.items():
         for name in names:
-            body = _shared("otlp", name)
-            if body is not None:
-                seeds[signal].append(otlp_json.parse_request(signal, body).SerializeToString())
+            body = _fixture("otlp", name)
+            seeds[signal].append(otlp_json.parse_request(signal, body).SerializeToString())
     return seeds
 
 
@@ -895,7 +890,7 @@ def check_zipkin(body: bytes) -> str:
 
 
 def zipkin_seeds() -> list[bytes]:
-    seeds = [body for name in ("sample3.json", "sample4.json") if (body := _shared("zipkin", name))]
+    seeds = [_fixture("zipkin", name) for name in ("sample3.json", "sample4.json")]
     seeds.append(
         dumps(
             [

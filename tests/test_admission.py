@@ -153,6 +153,32 @@ def test_high_memory_asks_the_engine_for_its_free_pages_at_most_once_per_interva
     assert len(released) == 1  # not again within the interval
 
 
+def test_the_first_purge_does_not_wait_for_the_host_to_have_been_up_an_interval() -> None:
+    # A monotonic clock a minute after boot, against an hour's interval: the first high sample purges.
+    clock = [60.0]
+    rss = FakeRss(700 << 20)
+    released: list[float] = []
+
+    def release() -> None:
+        released.append(clock[0])
+        rss.value = 300 << 20
+
+    limits = AdmissionLimits(max_memory_bytes=1000 << 20, purge_interval=3600)
+    admission = Admission(limits, release_memory=release, rss_reader=rss, clock=lambda: clock[0])
+    admission.sample()
+    admission.close()
+    assert released == [60.0]
+    rss.value = 700 << 20
+    clock[0] = 60.0 + 3599
+    admission.sample()
+    admission.close()
+    assert released == [60.0]  # within the interval: not again
+    clock[0] = 60.0 + 3600
+    admission.sample()
+    admission.close()
+    assert released == [60.0, 3660.0]
+
+
 def test_flush_batches_are_a_share_of_the_room_the_bound_leaves() -> None:
     resting = 345 << 20
     assert flush_batch_bytes(1 << 30, resting) == (int((1 << 30) * SHED_AT) - resting) // 32  # 16.4 MiB

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -90,14 +93,46 @@ def test_json_logs_are_one_object_per_line_with_level_and_fields(tmp_path: Path)
 
 
 def test_ci_fails_when_pytest_collects_no_test() -> None:
-    result = subprocess.run(
+    # make passes its command line's variables down in MAKEFLAGS, and they beat the environment: under
+    # `make test PYTEST_ARGS=...` the child would run the whole suite, this test included, again.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env["PYTEST_ARGS"] = "tests/test_cli.py -k no_test_has_this_name"
+    child = subprocess.Popen(
         ["bash", ".ci/run"],
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
-        env={**os.environ, "PYTEST_ARGS": "tests/test_cli.py -k no_test_has_this_name"},
+        env=env,
+        start_new_session=True,  # its own process group, so that a timeout ends make and pytest too
     )
-    assert result.returncode != 0
-    assert "0 selected" in result.stdout
-    assert "Error 5" in result.stderr  # pytest's "no tests collected", passed through make
+    try:
+        stdout, stderr = child.communicate(timeout=600)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.communicate()
+    assert child.returncode != 0
+    assert "0 selected" in stdout
+    assert "Error 5" in stderr  # pytest's "no tests collected", passed through make
+
+
+def _serve_flags() -> set[str]:
+    from sloscope.cli import build_parser
+
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    serve = commands.choices["serve"]
+    return {flag for action in serve._actions for flag in action.option_strings if flag not in ("-h", "--help")}
+
+
+def test_the_readme_configuration_table_lists_every_serve_flag() -> None:
+    section = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|") for line in section.splitlines() if line.startswith("| `--")]
+    documented = {flag for row in rows for flag in re.findall(r"`(--[a-z0-9-]+)`", row[1])}
+    assert documented == _serve_flags()
+    # Each row names its flags' environment variables, SLOSCOPE_<FLAG>, or a family of them (SLOSCOPE_TLS_*).
+    for row in rows:
+        names = re.findall(r"SLOSCOPE_[A-Z_]+\*?", row[2])
+        for flag in re.findall(r"`--([a-z0-9-]+)`", row[1]):
+            env = "SLOSCOPE_" + flag.upper().replace("-", "_")
+            assert any(env == n or (n.endswith("*") and env.startswith(n[:-1])) for n in names), (flag, row[2])

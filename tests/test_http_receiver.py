@@ -14,11 +14,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tests.conftest import shared_dir
+from tests.conftest import DATA
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
-FIXTURES = shared_dir() / "fixtures" / "otlp"
+FIXTURES = DATA / "otlp"
 
 
 def _spans(n: int, service: str, bad_ids: dict[int, tuple[bytes, bytes]] | None = None) -> bytes:

@@ -16,10 +16,10 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from store.sql import queries
-from tests.conftest import InProcess, in_process, shared_dir
+from tests.conftest import DATA, InProcess, in_process
 from ui.jaeger import parse_duration
 
-FIXTURES = shared_dir() / "fixtures" / "jaeger"
+FIXTURES = DATA / "jaeger"
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 MINUTE = 60 * 10**9
 MS = 10**6

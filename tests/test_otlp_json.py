@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,15 +21,9 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from collector.otlp_json import OtlpJsonError, parse_request, response_json
+from tests.conftest import DATA
 
-
-def _fixtures_dir() -> Path:
-    shared = os.environ.get("SLOSCOPE_SHARED")
-    base = Path(shared) if shared else Path(__file__).resolve().parents[1].parent / "shared"
-    return base / "fixtures" / "otlp"
-
-
-FIXTURES = _fixtures_dir()
+FIXTURES = DATA / "otlp"
 ID_KEYS = {"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"}
 REQUESTS: dict[str, type[Message]] = {
     "traces": ExportTraceServiceRequest,

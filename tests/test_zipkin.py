@@ -28,9 +28,9 @@ from collector.telemetry import CollectorMetrics
 from store import migrations, traces
 from store.embedded import EmbeddedBackend
 from store.otlp_writer import OtlpWriter
-from tests.conftest import free_port, shared_dir
+from tests.conftest import DATA, free_port
 
-SAMPLES = shared_dir() / "fixtures" / "zipkin"
+SAMPLES = DATA / "zipkin"
 SAMPLE_TRACE = "4d1e00c0db9010db86154a4ba6e91385"
 LIMIT = 1 << 20  # the receiver's body limit in these tests: small, so the bomb test stays cheap
 JSON_HEADERS = {"Content-Type": "application/json"}
