@@ -55,11 +55,12 @@ class FiringPair:
 class Alert:
     """One alert at one evaluation: its identity, labels and current state.
 
-    ``labels`` hold ``alertname`` (``SLOBurnRate``), ``slo``, ``service``, ``severity``, the SLO's own
-    labels and its group labels: what routes, groupings, inhibitions and silences match on. The
-    notification policy also sees ``slo_instance`` (:func:`slo_instance`: the SLO and its group
-    labels, one value per SLO instance), added by :func:`alerts.silences.alert_labels` when the labels
-    lack it; the default inhibition rule compares it.
+    ``labels`` hold ``alertname`` (``SLOBurnRate``), ``slo``, ``service``, ``severity``,
+    ``slo_instance`` (:func:`slo_instance`: the SLO and its group labels, one value per SLO series),
+    the SLO's own labels and its group labels: what routes, groupings, inhibitions and silences match
+    on, and what every receiver sends. Alerts built elsewhere without ``slo_instance`` (tests, payloads
+    stored by older versions) get it from :func:`alerts.silences.alert_labels`, which the policy and
+    the receivers read labels through.
     """
 
     id: str

@@ -16,6 +16,11 @@ as its lease would still be valid (``lease_ttl_s`` after its last heartbeat): no
 can take the lead before then, so nothing is decided twice. It sends what it decides (an SLO with
 ``on_no_data: alert`` pages about the outage itself) with the silences and acknowledgements it last
 read, and writes its decisions, alerts and delivery attempts to the store once it is back.
+
+On the embedded store (chDB) only one process can hold the data directory, so no other evaluator can
+be running: an ``exclusive`` evaluator takes the lease at once whoever holds it. Otherwise a process
+restarted after a crash (a new evaluator id, started later) would follow its own dead predecessor
+until that lease expired, and pages and resolves would wait for it.
 """
 
 from __future__ import annotations
@@ -41,10 +46,13 @@ from store.backend import Backend, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-#: An evaluator that has not written a heartbeat for this long is no longer leader. Heartbeats are
-#: written once per evaluation, so the TTL must be longer than the evaluation interval (sloscope/app.py
-#: scales it): otherwise the leader's lease has expired whenever another evaluator looks.
-LEASE_TTL_S = 150
+#: An evaluator that has not written a heartbeat for this long is no longer leader: one and a half
+#: evaluations at the default interval (sloscope/app.py scales it with the interval). Heartbeats are
+#: written once per evaluation, so the TTL must be longer than the interval, or the leader's lease
+#: would have expired whenever another evaluator looks; and shorter than two, so that a follower
+#: takes over from a crashed leader at its second evaluation after the leader's last beat, whatever
+#: the seconds each takes to evaluate (half an interval either way).
+LEASE_TTL_S = 90
 #: How far back a new leader looks for notifications that were decided but never delivered.
 REDELIVERY_S = 3600
 
@@ -61,14 +69,20 @@ class Alerting:
         evaluator_id: str | None = None,
         deliveries: Deliveries | None = None,
         lease_ttl_s: int = LEASE_TTL_S,
+        exclusive: bool = False,
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``exclusive``: no other evaluator can run on this store (the embedded one, whose data
+        directory one process holds), so this one leads at once, taking over any lease left behind."""
         self.backend = backend
         self.policy = policy
         self.dispatcher = Dispatcher(policy)
         self.evaluator_id = evaluator_id or uuid.uuid4().hex
         self.lease_ttl_s = lease_ttl_s
+        self.exclusive = exclusive
+        #: Whether an exclusive evaluator has removed the leases its predecessors left behind.
+        self._claimed = False
         self.clock = clock
         self.started_ms = int(clock() * 1000)
         if deliveries is None and policy.receivers:
@@ -100,9 +114,16 @@ class Alerting:
             log.exception("cannot record a delivery", extra={"notification": notification.id})
 
     def is_leader(self) -> bool:
-        """Beat, then look: is this evaluator the one that decides alerts?"""
+        """Beat, then look: is this evaluator the one that decides alerts? An exclusive one always is;
+        it first removes the leases of evaluators that died on this store, so the table names the
+        one that leads."""
         now_ms = int(self.clock() * 1000)
+        if self.exclusive and not self._claimed:
+            store.release_others(self.backend, self.evaluator_id)
+            self._claimed = True
         store.heartbeat(self.backend, self.evaluator_id, self.started_ms, now_ms)
+        if self.exclusive:
+            return True
         return store.leader(self.backend, now_ms, self.lease_ttl_s * 1000) == self.evaluator_id
 
     def process(
@@ -158,7 +179,8 @@ class Alerting:
         if self._records is None or self._dispatch is None or self._led_at is None:
             log.warning("store unreachable and this evaluator is not the leader: no alerts decided")
             return []
-        if self.clock() - self._led_at >= self.lease_ttl_s:
+        if not self.exclusive and self.clock() - self._led_at >= self.lease_ttl_s:
+            # Another evaluator may lead by now; an exclusive one has nobody to defer to.
             log.warning("store unreachable for longer than the lease: no alerts decided until it is back")
             return []
         if self._dispatch.at_s is not None and at_s < self._dispatch.at_s:

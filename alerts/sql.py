@@ -262,6 +262,9 @@ LIMIT 1
 # A graceful stop gives the lease up at once (a lightweight delete), so a restarted or second
 # evaluator does not wait lease_ttl_s before it leads.
 RELEASE_LEASE = "DELETE FROM evaluator_leases WHERE evaluator_id = {id:String}"
+# An exclusive evaluator (the embedded store: one process per data directory) takes over at start-up
+# from whatever a crashed predecessor left.
+RELEASE_OTHER_LEASES = "DELETE FROM evaluator_leases WHERE evaluator_id != {id:String}"
 
 # Decided notifications that no attempt delivered: what a new leader sends again.
 UNDELIVERED = """

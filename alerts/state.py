@@ -5,7 +5,8 @@ severity are one alert). States go inactive -> firing -> resolved (-> firing aga
 ``keep_firing_for``: once the condition is false, the alert keeps firing until the condition has been
 false for that long, counted from the first evaluation that found it false; the condition coming back
 in the meantime cancels the countdown. With ``keep_firing_for`` 0 an alert resolves at the first
-evaluation whose condition is false.
+evaluation whose condition is false. The hold is the alert's severity's
+(:meth:`slo.model.AlertPolicy.keep_firing_for`: per rule, per severity or for the whole policy).
 
 :func:`advance` is the whole state machine; the live evaluator and ``sloscope slo backtest`` both run
 it, so they produce the same transitions.
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from alerts.model import Alert, AlertState, FiringPair, Transition, alert_id
+from alerts.model import SLO_INSTANCE_LABEL, Alert, AlertState, FiringPair, Transition, alert_id, slo_instance
 from slo.evaluator import InstanceResult, RuleState, policy
 from slo.model import Slo, format_duration
 
@@ -102,9 +103,17 @@ def conditions(result: InstanceResult) -> dict[str, bool]:
 def labels(
     slo: Slo, severity: str, group: Sequence[tuple[str, str]], alertname: str = ALERTNAME
 ) -> tuple[tuple[str, str], ...]:
-    """The alert's labels: what routes, groupings, inhibitions and silences match on. The SLO's own
-    labels and the group labels come after ours and never replace them."""
-    ours = {"alertname": alertname, "slo": slo.name, "service": slo.service, "severity": severity}
+    """The alert's labels: what routes, groupings, inhibitions and silences match on, and what every
+    receiver's payload carries. ``slo_instance`` names the SLO series (the SLO and its group labels,
+    :func:`alerts.model.slo_instance`), so Alertmanager-style grouping by it gives one group per series.
+    The SLO's own labels and the group labels come after ours and never replace them."""
+    ours = {
+        "alertname": alertname,
+        "slo": slo.name,
+        "service": slo.service,
+        "severity": severity,
+        SLO_INSTANCE_LABEL: slo_instance(slo.name, tuple(group)),
+    }
     extra = {k: v for k, v in (*slo.labels, *group) if k not in ours}
     return tuple(sorted({**ours, **extra}.items()))
 
@@ -174,7 +183,8 @@ def step(
     touched, transitions = [], []
 
     def move(record: AlertRecord, condition: bool) -> None:
-        keep = policy(by_name[record.slo]).keep_firing_for_s
+        # Per severity and rule (a page may hold for an hour while tickets resolve at once).
+        keep = policy(by_name[record.slo]).keep_firing_for(record.severity)
         moved, transition = advance(record, condition, at_s, keep)
         if moved != record or record.id not in records:
             records[moved.id] = moved

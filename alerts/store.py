@@ -343,6 +343,12 @@ def leader(backend: Backend, now_ms: int, ttl_ms: int) -> str | None:
     return rows[0]["evaluator_id"] if rows else None
 
 
+def release_others(backend: Backend, evaluator_id: str) -> None:
+    """Remove every lease but ``evaluator_id``'s: what an exclusive evaluator (the only one that can
+    run on this store) does when it starts, whoever held the lease."""
+    backend.command(sql.RELEASE_OTHER_LEASES, {"id": evaluator_id})
+
+
 def release(backend: Backend, evaluator_id: str) -> None:
     """Give up ``evaluator_id``'s lease (a graceful stop): the next oldest live evaluator, or one
     started later, leads at its next evaluation instead of after the lease's time to live."""

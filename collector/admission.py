@@ -31,6 +31,7 @@ balancer would then move the load to the other collectors and overload them in t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -339,10 +340,13 @@ class ReadAdmission:
         requests: Counter,
         transport: str,
         retry_after_seconds: int = 1,
+        body_timeout: float = 30.0,
     ) -> None:
         self.app, self.admission, self.refusal = app, admission, refusal
         self.requests, self.transport = requests, transport
         self.retry_after = str(retry_after_seconds).encode()
+        #: seconds the refused body may take to arrive, as for an accepted one (body_read_timeout)
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         signal = EXPORT_PATHS.get(scope.get("path", "")) if scope["type"] == "http" else None
@@ -359,17 +363,25 @@ class ReadAdmission:
             return
         await self.app(scope, receive, send)
 
-    async def _refuse(self, signal: str, message: str, content_type: str, receive: Receive, send: Send) -> None:
+    async def _refuse(
+        self, signal: str, message: str, content_type: str, receive: Receive, send: Send
+    ) -> None:
         self.requests.labels(signal, self.transport, "429").inc()
-        more = True
-        while more:  # drop the body as it arrives
-            incoming = await receive()
-            more = incoming["type"] == "http.request" and incoming.get("more_body", False)
+        more, finished = True, True
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while more:  # drop the body as it arrives
+                    incoming = await receive()
+                    more = incoming["type"] == "http.request" and incoming.get("more_body", False)
+        except TimeoutError:
+            finished = False  # a body that never ends must not hold the connection: answer and close
         body, media_type = self.refusal(message, content_type)
         headers = [
             (b"content-type", media_type.encode()),
             (b"content-length", str(len(body)).encode()),
             (b"retry-after", self.retry_after),
         ]
+        if not finished:
+            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": 429, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -1,14 +1,18 @@
 """Parse and check OTLP export requests before they are acknowledged.
 
-Only what could make the engine refuse a batch later is checked here (id lengths); the items that
-fail are removed and reported through ``partial_success``, so one bad span never blocks the queue.
-The walk touches ids only: values, attributes and events are decoded by ClickHouse.
+Only what could make the engine refuse a batch later is checked here (id lengths), and what the
+store would drop at once (items older than the retention); the items that fail are removed and
+reported through ``partial_success``, so one bad span never blocks the queue and nothing is
+acknowledged only to vanish. The walk touches ids and times only: values, attributes and events are
+decoded by ClickHouse.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.message import Message
@@ -62,6 +66,27 @@ class Decoded:
     items: int
     rejected: int
     message: str = ""
+    #: of ``rejected``, the items older than the retention
+    expired: int = 0
+
+
+class _Expired(str):
+    """A problem that is the item's age: counted apart from malformed items."""
+
+
+def _horizon(retention_days: int) -> tuple[int, int]:
+    """(oldest time kept in ns, days); 0 when data is kept for ever."""
+    if retention_days <= 0:
+        return 0, 0
+    return time.time_ns() - retention_days * 86_400 * 10**9, retention_days
+
+
+def _age_problem(name: str, ns: int, horizon: tuple[int, int]) -> str | None:
+    oldest, days = horizon
+    if ns >= oldest:
+        return None
+    when = datetime.fromtimestamp(ns // 10**9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _Expired(f"{name} {when} is older than the retention of {days} days: it would be deleted at once")
 
 
 def parse(signal: str, body: bytes, is_json: bool) -> Message:
@@ -82,17 +107,27 @@ def parse(signal: str, body: bytes, is_json: bool) -> Message:
     return request
 
 
-def check(signal: str, request: Message, original: bytes | None) -> Decoded:
-    """Count the items, drop the invalid ones, and return what to store.
+def check(signal: str, request: Message, original: bytes | None, retention_days: int = 0) -> Decoded:
+    """Count the items, drop the invalid ones and those older than ``retention_days`` (0: none), and
+    return what to store.
 
     ``original`` is the protobuf body as received; it is stored unchanged when nothing was dropped.
     """
-    items, rejected, first_problem = _CHECKERS[signal](request)
-    if rejected:
+    tally = _Tally()
+    _CHECKERS[signal](request, tally, _horizon(retention_days))
+    if tally.rejected:
         payload = request.SerializeToString()
-        message = f"{rejected} of {items + rejected} {_NOUN[signal]} rejected; first: {first_problem}"
-        return Decoded(payload, items, rejected, message)
-    return Decoded(original if original is not None else request.SerializeToString(), items, 0)
+        message = f"{tally.rejected} of {tally.kept + tally.rejected} {_NOUN[signal]} rejected; first: {tally.first}"
+        return Decoded(payload, tally.kept, tally.rejected, message, tally.expired)
+    return Decoded(original if original is not None else request.SerializeToString(), tally.kept, 0)
+
+
+class _Tally:
+    """What a check found: items kept and removed, the first problem, how many were too old."""
+
+    def __init__(self) -> None:
+        self.kept = self.rejected = self.expired = 0
+        self.first = ""
 
 
 _NOUN = {"traces": "spans", "metrics": "data points", "logs": "log records"}
@@ -109,7 +144,7 @@ def _id_problem(value: bytes, size: int, name: str, required: bool) -> str | Non
     return None
 
 
-def _span_problem(span) -> str | None:  # noqa: ANN001 - a generated protobuf Span
+def _span_problem(span, horizon: tuple[int, int]) -> str | None:  # noqa: ANN001 - a generated Span
     tid, sid, pid = span.trace_id, span.span_id, span.parent_span_id
     if len(tid) == 16 and len(sid) == 8 and len(pid) in (0, 8) and tid != _ZERO_TRACE and sid != _ZERO_SPAN:
         problem = None
@@ -126,14 +161,21 @@ def _span_problem(span) -> str | None:  # noqa: ANN001 - a generated protobuf Sp
             )
             if problem:
                 break
-    return problem
+    return problem or _age_problem("start_time_unix_nano", span.start_time_unix_nano, horizon)
 
 
-def _log_problem(record) -> str | None:  # noqa: ANN001 - a generated protobuf LogRecord
+def _log_problem(record, horizon: tuple[int, int]) -> str | None:  # noqa: ANN001 - a generated LogRecord
     tid, sid = record.trace_id, record.span_id
-    if len(tid) in (0, 16) and len(sid) in (0, 8):
-        return None
-    return _id_problem(tid, 16, "trace_id", False) or _id_problem(sid, 8, "span_id", False)
+    if not (len(tid) in (0, 16) and len(sid) in (0, 8)):
+        return _id_problem(tid, 16, "trace_id", False) or _id_problem(sid, 8, "span_id", False)
+    # The store dates a record by its time, else by when it was observed.
+    if record.time_unix_nano:
+        return _age_problem("time_unix_nano", record.time_unix_nano, horizon)
+    return _age_problem("observed_time_unix_nano", record.observed_time_unix_nano, horizon)
+
+
+def _point_problem(point, horizon: tuple[int, int]) -> str | None:  # noqa: ANN001 - a data point
+    return _exemplar_problem(point.exemplars) or _age_problem("time_unix_nano", point.time_unix_nano, horizon)
 
 
 def _exemplar_problem(exemplars) -> str | None:  # noqa: ANN001 - repeated Exemplar
@@ -146,22 +188,23 @@ def _exemplar_problem(exemplars) -> str | None:  # noqa: ANN001 - repeated Exemp
     return None
 
 
-def _filter(container, where: str, problem_of: Callable) -> tuple[int, int, str]:  # noqa: ANN001
-    """Remove the items of a repeated field that have a problem; return (kept, removed, first problem)."""
+def _filter(container, where: str, problem_of: Callable, tally: _Tally) -> None:  # noqa: ANN001
+    """Remove the items of a repeated field that have a problem, and count them in ``tally``."""
     bad = []
-    first = ""
     for index, item in enumerate(container):
         problem = problem_of(item)
         if problem:
-            if not bad:
-                first = f"{where}[{index}]: {problem}"
+            if not tally.first:
+                tally.first = f"{where}[{index}]: {problem}"
+            tally.expired += isinstance(problem, _Expired)
             bad.append(index)
     for index in reversed(bad):
         del container[index]
-    return len(container), len(bad), first
+    tally.kept += len(container)
+    tally.rejected += len(bad)
 
 
-def _spans_look_valid(spans) -> bool:  # noqa: ANN001 - repeated Span
+def _spans_look_valid(spans, oldest: int) -> bool:  # noqa: ANN001 - repeated Span
     # One pass in a generator is several times cheaper than a call per span; the rare request that
     # fails it is walked again to say which span is wrong.
     return all(
@@ -171,41 +214,29 @@ def _spans_look_valid(spans) -> bool:  # noqa: ANN001 - repeated Span
         and sp.trace_id != _ZERO_TRACE
         and sp.span_id != _ZERO_SPAN
         and not sp.links
+        and sp.start_time_unix_nano >= oldest
         for sp in spans
     )
 
 
-def _check_traces(request: ExportTraceServiceRequest) -> tuple[int, int, str]:
-    kept = rejected = 0
-    first = ""
+def _check_traces(request: ExportTraceServiceRequest, tally: _Tally, horizon: tuple[int, int]) -> None:
     for r, rs in enumerate(request.resource_spans):
         for s, ss in enumerate(rs.scope_spans):
-            if _spans_look_valid(ss.spans):
-                kept += len(ss.spans)
+            if _spans_look_valid(ss.spans, horizon[0]):
+                tally.kept += len(ss.spans)
                 continue
-            k, bad, problem = _filter(ss.spans, f"resource_spans[{r}].scope_spans[{s}].spans", _span_problem)
-            kept += k
-            rejected += bad
-            first = first or problem
-    return kept, rejected, first
+            where = f"resource_spans[{r}].scope_spans[{s}].spans"
+            _filter(ss.spans, where, lambda span: _span_problem(span, horizon), tally)
 
 
-def _check_logs(request: ExportLogsServiceRequest) -> tuple[int, int, str]:
-    kept = rejected = 0
-    first = ""
+def _check_logs(request: ExportLogsServiceRequest, tally: _Tally, horizon: tuple[int, int]) -> None:
     for r, rl in enumerate(request.resource_logs):
         for s, sl in enumerate(rl.scope_logs):
             where = f"resource_logs[{r}].scope_logs[{s}].log_records"
-            k, bad, problem = _filter(sl.log_records, where, _log_problem)
-            kept += k
-            rejected += bad
-            first = first or problem
-    return kept, rejected, first
+            _filter(sl.log_records, where, lambda record: _log_problem(record, horizon), tally)
 
 
-def _check_metrics(request: ExportMetricsServiceRequest) -> tuple[int, int, str]:
-    kept = rejected = 0
-    first = ""
+def _check_metrics(request: ExportMetricsServiceRequest, tally: _Tally, horizon: tuple[int, int]) -> None:
     for r, rm in enumerate(request.resource_metrics):
         for s, sm in enumerate(rm.scope_metrics):
             for m, metric in enumerate(sm.metrics):
@@ -214,17 +245,18 @@ def _check_metrics(request: ExportMetricsServiceRequest) -> tuple[int, int, str]
                     continue
                 points = getattr(metric, kind).data_points
                 where = f"resource_metrics[{r}].scope_metrics[{s}].metrics[{m}].{kind}.data_points"
-                if kind == "summary":
-                    kept += len(points)
-                    continue
-                k, bad, problem = _filter(points, where, lambda p: _exemplar_problem(p.exemplars))
-                kept += k
-                rejected += bad
-                first = first or problem
-    return kept, rejected, first
+                if kind == "summary":  # no exemplars
+                    _filter(
+                        points,
+                        where,
+                        lambda p: _age_problem("time_unix_nano", p.time_unix_nano, horizon),
+                        tally,
+                    )
+                else:
+                    _filter(points, where, lambda p: _point_problem(p, horizon), tally)
 
 
-_CHECKERS: dict[str, Callable[[Message], tuple[int, int, str]]] = {
+_CHECKERS: dict[str, Callable[[Message, _Tally, tuple[int, int]], None]] = {
     "traces": _check_traces,  # type: ignore[dict-item]
     "logs": _check_logs,  # type: ignore[dict-item]
     "metrics": _check_metrics,  # type: ignore[dict-item]

@@ -1,12 +1,15 @@
-"""Reading HTTP request bodies safely: size limits before and after gzip, and typed refusals."""
+"""Reading HTTP request bodies safely: size limits before and after decompression, a deadline for
+the upload, and typed refusals."""
 
 from __future__ import annotations
 
-import re
-import zlib
+import asyncio
 
 from google.rpc import code_pb2
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+
+from collector import compression
+from collector.compression import DecompressionError
 
 
 class Reject(Exception):
@@ -17,8 +20,27 @@ class Reject(Exception):
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes ``limit`` bytes (declared or streamed)."""
+class Aborted(Exception):
+    """The client closed the connection before its whole body arrived: there is no one to answer."""
+
+    def __init__(self, received: int, declared: str | None) -> None:
+        super().__init__(f"client disconnected after {received} of {declared or 'unknown'} body bytes")
+        self.received, self.declared = received, declared
+
+
+#: Seconds a client has to send a request body once its headers are in (``body_read_timeout``).
+DEFAULT_BODY_TIMEOUT = 30.0
+
+
+async def read_body(request: Request, limit: int, timeout: float | None = DEFAULT_BODY_TIMEOUT) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` bytes (declared or streamed), and
+    with 408 when it has not all arrived ``timeout`` seconds after its headers (None: no deadline).
+
+    The deadline is for the whole body, not between pieces of it: a client trickling a byte now
+    and then would otherwise hold its connection and buffers for ever. The 408 closes the
+    connection (the rest of the body may still be on its way). Raises Aborted when the client
+    disconnects first.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise Reject(
@@ -26,64 +48,74 @@ async def read_body(request: Request, limit: int) -> bytes:
         )
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Reject(413, code_pb2.INVALID_ARGUMENT, f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise Reject(
+                        413, code_pb2.INVALID_ARGUMENT, f"request body exceeds the limit of {limit} bytes"
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        of = f" of {declared}" if declared is not None else ""
+        raise Reject(
+            408,
+            code_pb2.DEADLINE_EXCEEDED,
+            f"request body not received within {timeout:g} s ({size}{of} bytes arrived)",
+            {"Connection": "close"},
+        ) from None
+    except ClientDisconnect:
+        raise Aborted(size, declared) from None
     return b"".join(chunks)
 
 
-class GzipError(ValueError):
-    """A gzip body that cannot be inflated; ``too_large`` when it inflates past the limit."""
+# The names collector/otlp_grpc.py inflates gzip messages with.
+GzipError = DecompressionError
+inflate = compression.gunzip
 
-    def __init__(self, problem: str, too_large: bool = False) -> None:
-        super().__init__(problem)
-        self.problem, self.too_large = problem, too_large
-
-
-# Input is fed to zlib in pieces of this size, so that what is left over after a member (zlib
-# copies it into ``unused_data``) stays small however many members a body holds.
-_GZIP_CHUNK = 64 << 10
-_NOT_ZERO = re.compile(b"[^\x00]")
+# Inflating a larger body is worth the hop to a worker thread: a body of many tiny gzip members
+# (or a bomb inflating to the limit) costs seconds of CPU, and inline it would stall every
+# listener on the event loop. Smaller ones cost less than the hop (at most a few milliseconds).
+_THREAD_BYTES = 64 << 10
 
 
-def inflate(body: bytes, limit: int) -> bytes:
-    """Every member of a gzip body, refusing to produce more than ``limit`` bytes.
+def codec_for(content_encoding: str | None) -> str | None:
+    """The codec (collector.compression) of a ``Content-Encoding`` header, None for identity;
+    415 naming the encodings accepted for anything else."""
+    encoding = (content_encoding or "").strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    codec = compression.ENCODINGS.get(encoding)
+    if codec is None:
+        raise Reject(
+            415,
+            code_pb2.INVALID_ARGUMENT,
+            f"unsupported content encoding {encoding!r}: use gzip, zstd or deflate",
+        )
+    return codec
 
-    A gzip body may hold several members, whose data is concatenated, and zero bytes may pad the
-    end of each (RFC 1952, gzip(1), Python's ``gzip.decompress``): reading only the first would
-    acknowledge the request and silently drop the rest. Raises GzipError naming the problem.
-    """
-    out = bytearray()
-    view = memoryview(body)
-    pos = 0
-    while True:
-        # At most limit+1 bytes in all, so that a small bomb cannot expand into memory.
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        while not inflater.eof:
-            if pos >= len(body):
-                raise GzipError("truncated stream")
-            chunk = view[pos : pos + _GZIP_CHUNK]
-            pos += len(chunk)
-            try:
-                out += inflater.decompress(chunk, limit + 1 - len(out))
-            except zlib.error as exc:
-                raise GzipError(str(exc)) from exc
-            if len(out) > limit or inflater.unconsumed_tail:
-                raise GzipError(f"decompressed body exceeds the limit of {limit} bytes", too_large=True)
-        pos -= len(inflater.unused_data)
-        following = _NOT_ZERO.search(body, pos)
-        if following is None:
-            return bytes(out)
-        pos = following.start()
+
+def _decompress(codec: str, body: bytes, limit: int) -> bytes:
+    try:
+        return compression.decompress(codec, body, limit)
+    except DecompressionError as exc:
+        if exc.too_large:
+            raise Reject(413, code_pb2.INVALID_ARGUMENT, exc.problem) from None
+        raise Reject(400, code_pb2.INVALID_ARGUMENT, f"body is not valid {codec}: {exc.problem}") from None
+
+
+async def decompress(codec: str | None, body: bytes, limit: int) -> bytes:
+    """``body`` decoded by ``codec`` (see ``codec_for``; None: as it is), off the event loop when
+    large: 413 past ``limit`` bytes, 400 naming the problem when it is not valid ``codec``."""
+    if codec is None:
+        return body
+    if len(body) > _THREAD_BYTES:
+        return await asyncio.to_thread(_decompress, codec, body, limit)
+    return _decompress(codec, body, limit)
 
 
 def gunzip(body: bytes, limit: int) -> bytes:
-    """Inflate a gzip body (see ``inflate``); 413 past ``limit`` bytes, 400 when it is not valid gzip."""
-    try:
-        return inflate(body, limit)
-    except GzipError as exc:
-        if exc.too_large:
-            raise Reject(413, code_pb2.INVALID_ARGUMENT, exc.problem) from None
-        raise Reject(400, code_pb2.INVALID_ARGUMENT, f"body is not valid gzip: {exc.problem}") from None
+    """Inflate a gzip body, inline (see ``compression.gunzip``); 413 past ``limit`` bytes, 400 when
+    it is not valid gzip."""
+    return _decompress(compression.GZIP, body, limit)

@@ -42,6 +42,8 @@ class Intake:
     metrics: CollectorMetrics
     #: The memory bound (collector/admission.py): decode and accept raise Overloaded past it.
     admission: Admission | None = None
+    #: The store's retention: older items are refused, not acknowledged and then deleted (0: none).
+    retention_days: int = 0
 
     def _admitted(self, signal: str, size: int) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext() if self.admission is None else self.admission.admit(signal, size)
@@ -55,7 +57,7 @@ class Intake:
     async def _decode(self, signal: str, body: bytes, is_json: bool) -> decode.Decoded:
         def work() -> decode.Decoded:
             request = decode.parse(signal, body, is_json)
-            return decode.check(signal, request, None if is_json else body)
+            return decode.check(signal, request, None if is_json else body, self.retention_days)
 
         if is_json or len(body) > _INLINE_DECODE_BYTES:
             return await run_in_threadpool(work)
@@ -75,8 +77,10 @@ class Intake:
         Raises Overloaded or Unavailable; nothing is acknowledged then.
         """
         self.metrics.received.labels(signal).inc(decoded.items + decoded.rejected)
-        if decoded.rejected:
-            self.metrics.rejected.labels(signal, "invalid").inc(decoded.rejected)
+        if decoded.rejected > decoded.expired:
+            self.metrics.rejected.labels(signal, "invalid").inc(decoded.rejected - decoded.expired)
+        if decoded.expired:
+            self.metrics.rejected.labels(signal, "expired").inc(decoded.expired)
         if decoded.items:
             try:
                 await asyncio.wrap_future(

@@ -1,7 +1,10 @@
 """OTLP/HTTP receiver: ``POST /v1/traces``, ``/v1/metrics`` and ``/v1/logs``.
 
-Protobuf or JSON bodies, optionally gzip; answers as the OTLP specification says, in the encoding
-of the request. A request is answered 200 only after its data is in the write-ahead log.
+Protobuf or JSON bodies, optionally gzip, zstd or deflate; answers as the OTLP specification says,
+in the encoding of the request. A request is answered 200 only after its data is in the write-ahead
+log; one whose body has not arrived within ``body_timeout_seconds`` is answered 408, and one whose
+client leaves before sending all of it is logged on one line and counted
+(``sloscope_requests_aborted_total``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from starlette.routing import Route
 
 from collector import decode, otlp_json
 from collector.auth import IngestAuth, RateLimited, Unauthenticated
-from collector.http_body import Reject, gunzip, read_body
+from collector.http_body import DEFAULT_BODY_TIMEOUT, Aborted, Reject, codec_for, decompress, read_body
 from collector.intake import Intake, Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,8 @@ _CONTENT_TYPES = {PROTOBUF: False, "application/protobuf": False, JSON: True}
 class HttpLimits:
     max_body_bytes: int = 16 << 20
     retry_after_seconds: int = 1
+    #: Seconds a client has to send its whole body (408 after); None: no deadline.
+    body_timeout_seconds: float | None = DEFAULT_BODY_TIMEOUT
 
 
 def _encode(message: Message, is_json: bool) -> tuple[bytes, str]:
@@ -74,14 +79,10 @@ def create_app(intake: Intake, limits: HttpLimits, auth: IngestAuth | None = Non
                     code_pb2.INVALID_ARGUMENT,
                     f"unsupported content type {content_type or '(none)'!r}: use {PROTOBUF} or {JSON}",
                 )
-            body = await read_body(request, limits.max_body_bytes)
-            encoding = request.headers.get("content-encoding", "identity").strip().lower()
-            if encoding in ("gzip", "x-gzip"):
-                body = gunzip(body, limits.max_body_bytes)
-            elif encoding not in ("identity", ""):
-                raise Reject(
-                    415, code_pb2.INVALID_ARGUMENT, f"unsupported content encoding {encoding!r}: use gzip"
-                )
+            # An unsupported encoding is refused before the body is read: it could not be used.
+            codec = codec_for(request.headers.get("content-encoding"))
+            body = await read_body(request, limits.max_body_bytes, limits.body_timeout_seconds)
+            body = await decompress(codec, body, limits.max_body_bytes)
             try:
                 decoded = await intake.decode(signal, body, is_json)
                 if auth is not None and token is not None:
@@ -106,6 +107,12 @@ def create_app(intake: Intake, limits: HttpLimits, auth: IngestAuth | None = Non
             )
             content, media = _encode(status_pb2.Status(code=reject.code, message=reject.message), is_json)
             return Response(content, reject.status, headers=reject.headers, media_type=media)
+        except Aborted as aborted:
+            # A client timing out or going away mid-upload is its own affair, not the server's
+            # error: one line and a counter, no traceback.
+            metrics.aborted.labels("otlp_http").inc()
+            log.warning("export aborted by the client", extra={"signal": signal, "reason": str(aborted)})
+            return Response(status_code=400)  # nobody is left to read it
 
     def route(signal: str) -> Route:
         async def endpoint(request: Request) -> Response:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from collector import split
 from collector.dedup import RecentRequests, digest
 from collector.telemetry import CollectorMetrics
 from collector.wal import Record, WalFull, WriteAheadLog, fsync_dir
@@ -233,7 +234,9 @@ class DurableQueue:
         except WalFull as exc:
             with self._lock:
                 self._reserved -= size
-            raise WalFull(f"{self.signal} {exc}; {self._store_state()}") from None
+            # Only a log full to its cap is the store's doing; a full disk is the disk's.
+            state = f"; {self._store_state()}" if str(exc).startswith("write-ahead log full") else ""
+            raise WalFull(f"{self.signal} {exc}{state}") from None
         except BaseException:
             with self._lock:
                 self._reserved -= size
@@ -353,31 +356,51 @@ class DurableQueue:
 
     def _write_part(self, records: list[Record], token: str) -> bool:
         """Write one part, one statement group per tenant in it; if the engine refuses a group, write
-        its requests one by one and set aside the ones refused (their tokens are deterministic too).
-        False if the queue was stopped first."""
+        its requests one by one, and of a refused request every item the engine takes (their tokens
+        are deterministic too). False if the queue was stopped first."""
         for tenant, group in by_tenant(records).items():
-            outcome = self._write(group, tenant_token(token, tenant), tenant)
+            payloads = [unframe(r.payload)[1] for r in group]
+            outcome = self._write(payloads, tenant_token(token, tenant), tenant)
             if outcome is None:
                 return False
             if not outcome:
-                for record in group:
+                for record, payload in zip(group, payloads, strict=True):
                     single_token = tenant_token(self._token(record.seq, record.seq), tenant)
-                    single = self._write([record], single_token, tenant)
-                    if single is None:
+                    single = self._write([payload], single_token, tenant)
+                    if single is None or (
+                        not single and not self._isolate(record.seq, payload, single_token, tenant)
+                    ):
                         return False
-                    if not single:
-                        self._quarantine(record)
         return True
 
-    def _write(self, records: list[Record], token: str, tenant: str) -> bool | None:
-        """True: written. False: refused by the engine several times. None: stopped while retrying.
+    def _isolate(self, seq: int, payload: bytes, token: str, tenant: str, part: str = "") -> bool:
+        """Store what the engine takes of a refused request: write its halves, halve the refused ones
+        again, and quarantine the items refused on their own. A replay splits the same way under the
+        same tokens, so nothing is stored twice. False if the queue was stopped first."""
+        split_in_two = split.halves(self.signal, payload)
+        if split_in_two is None:
+            self._quarantine(seq, tenant, payload, part)
+            return True
+        for i, half in enumerate(split_in_two):
+            # Refused as a whole several times already: a refusal of a half is its data, not a hiccup.
+            written = self._write([half], f"{token}.{i}", tenant, refusals_allowed=1)
+            if written is None:
+                return False
+            if not written and not self._isolate(seq, half, f"{token}.{i}", tenant, f"{part}.{i}"):
+                return False
+        return True
 
-        ``records`` are all ``tenant``'s."""
+    def _write(
+        self, payloads: list[bytes], token: str, tenant: str, refusals_allowed: int | None = None
+    ) -> bool | None:
+        """True: written. False: refused by the engine ``refusals_allowed`` times (by default the
+        limits'). None: stopped while retrying. ``payloads`` are all ``tenant``'s."""
         delay = 0.1
         refusals = 0
+        allowed = refusals_allowed or self.limits.refusals_before_split
         while True:
             try:
-                self.writer.write(self.signal, [unframe(r.payload)[1] for r in records], token, tenant)
+                self.writer.write(self.signal, payloads, token, tenant)
                 self.healthy = True
                 return True
             except (StoreUnavailable, OSError) as exc:
@@ -390,25 +413,27 @@ class DurableQueue:
             self.healthy = False
             self.metrics.flush_errors.labels(self.signal).inc()
             log.error("flush failed, will retry", extra={"signal": self.signal, "error": str(error)[:500]})
-            if refusals >= self.limits.refusals_before_split:
+            if refusals >= allowed:
                 return False
             if self._abort.wait(delay):
                 return None
             delay = min(delay * 2, 5.0)
 
-    def _quarantine(self, record: Record) -> None:
-        """Keep a request the store refuses out of the way, on disk, for a person to look at."""
+    def _quarantine(self, seq: int, tenant: str, payload: bytes, part: str) -> None:
+        """Keep what the store refuses (one item, or a request that cannot be split) out of the way,
+        on disk, for a person to look at. ``part`` names the halves that led to it."""
         folder = self.directory / "quarantine"
         folder.mkdir(exist_ok=True)
-        tenant, payload = unframe(record.payload)
-        (folder / f"{record.seq:020d}{'.' + tenant if tenant else ''}.pb").write_bytes(payload)
-        self.metrics.rejected.labels(self.signal, "store_refused").inc(record.rows)
+        (folder / f"{seq:020d}{part}{'.' + tenant if tenant else ''}.pb").write_bytes(payload)
+        rows = split.count(self.signal, payload)
+        self.metrics.rejected.labels(self.signal, "store_refused").inc(rows)
         log.error(
-            "store refused a request; kept in quarantine",
+            "store refused data; kept in quarantine",
             extra={
                 "signal": self.signal,
-                "seq": record.seq,
-                "rows": record.rows,
+                "seq": seq,
+                "part": part,
+                "rows": rows,
                 "tenant": tenant,
                 "folder": str(folder),
             },

@@ -26,6 +26,9 @@ class CollectorMetrics:
     #: Export requests identical to one already logged (a client's retry), acknowledged without
     #: being written again (collector/dedup.py)
     duplicates: Counter
+    #: Export requests whose client disconnected before sending its whole body, by receiver
+    #: ("otlp_http", "zipkin"): nothing was answered or stored
+    aborted: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> CollectorMetrics:
@@ -102,6 +105,12 @@ class CollectorMetrics:
                 "sloscope_duplicate_requests",
                 "Export requests identical to one already in the write-ahead log (a retry), not logged again",
                 ["signal"],
+                registry=registry,
+            ),
+            aborted=Counter(
+                "sloscope_requests_aborted",
+                "Export requests abandoned by their client before the whole body arrived",
+                ["receiver"],
                 registry=registry,
             ),
         )

@@ -1,4 +1,4 @@
-"""Message classes that declare only the fields the receiver checks (ids, links, record lists).
+"""Message classes that declare only the fields the receiver checks (ids, times, links, record lists).
 
 Parsing a trace request with these is about 1.6x faster than with the full classes: upb skips
 attributes, events and values as unknown fields instead of building them, and keeps their bytes, so
@@ -14,6 +14,7 @@ from google.protobuf.message import Message
 
 _F = descriptor_pb2.FieldDescriptorProto
 _BYTES = (_F.TYPE_BYTES, None)
+_FIXED64 = (_F.TYPE_FIXED64, None)
 
 # message -> [(field, number, type, repeated message type or None)]
 _SCHEMA: dict[str, list[tuple[str, int, int, str | None]]] = {
@@ -22,12 +23,18 @@ _SCHEMA: dict[str, list[tuple[str, int, int, str | None]]] = {
         ("trace_id", 1, *_BYTES),
         ("span_id", 2, *_BYTES),
         ("parent_span_id", 4, *_BYTES),
+        ("start_time_unix_nano", 7, *_FIXED64),
         ("links", 13, _F.TYPE_MESSAGE, "Link"),
     ],
     "ScopeSpans": [("spans", 2, _F.TYPE_MESSAGE, "Span")],
     "ResourceSpans": [("scope_spans", 2, _F.TYPE_MESSAGE, "ScopeSpans")],
     "ExportTraceServiceRequest": [("resource_spans", 1, _F.TYPE_MESSAGE, "ResourceSpans")],
-    "LogRecord": [("trace_id", 9, *_BYTES), ("span_id", 10, *_BYTES)],
+    "LogRecord": [
+        ("time_unix_nano", 1, *_FIXED64),
+        ("trace_id", 9, *_BYTES),
+        ("span_id", 10, *_BYTES),
+        ("observed_time_unix_nano", 11, *_FIXED64),
+    ],
     "ScopeLogs": [("log_records", 2, _F.TYPE_MESSAGE, "LogRecord")],
     "ResourceLogs": [("scope_logs", 2, _F.TYPE_MESSAGE, "ScopeLogs")],
     "ExportLogsServiceRequest": [("resource_logs", 1, _F.TYPE_MESSAGE, "ResourceLogs")],

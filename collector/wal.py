@@ -224,8 +224,9 @@ class WriteAheadLog:
         return st.f_bavail * st.f_frsize
 
     def _low_space(self, free: int) -> str:
+        # No path: this text reaches clients and /readyz, which must not reveal the server's layout.
         return (
-            f"write-ahead log's disk nearly full: {_size_text(free)} free at {self.directory}, "
+            f"write-ahead log's disk nearly full: {_size_text(free)} free, "
             f"{_size_text(self.min_free_bytes)} are kept free (min_free_disk_bytes)"
         )
 
@@ -281,7 +282,7 @@ class WriteAheadLog:
                 log.error("write-ahead log write failed", extra={"error": str(exc)})
                 with self._lock:
                     self._queued_bytes -= size
-                    self.write_error = str(exc)
+                    self.write_error = _os_error_text(exc)
                 for pending in batch:
                     pending.future.set_exception(exc)
                 continue
@@ -399,7 +400,7 @@ class WriteAheadLog:
                 path.unlink(missing_ok=True)
         except OSError as exc:
             with self._lock:
-                self.write_error = str(exc)
+                self.write_error = _os_error_text(exc)
             return
         with self._lock:
             self.write_error = ""
@@ -407,14 +408,15 @@ class WriteAheadLog:
     # -- state --------------------------------------------------------------------------------
 
     def problem(self) -> str:
-        """Why records are refused now ('' when they are not): full, or the last write failed."""
+        """Why records are refused now ('' when they are not): full, below the free-space floor (at
+        once, before any record is refused), or the last write failed."""
         with self._lock:
+            free = self.free_bytes() if self.min_free_bytes else 0
             if self.full and self._full_kind == "free":
-                free = self.free_bytes()  # space freed by others (no record may come to find out)
-                if free - self.min_free_bytes >= _PROBE_BYTES:
-                    self.full = ""
-                else:
-                    self.full = self._low_space(free)
+                # space freed by others (no record may come to find out)
+                self.full = "" if free - self.min_free_bytes >= _PROBE_BYTES else self._low_space(free)
+            if self.min_free_bytes and not self.full and free < self.min_free_bytes:
+                return self._low_space(free)
             if self.full:
                 return self.full
             if self.write_error:
@@ -542,3 +544,8 @@ class WalCursor:
                     break
                 self._path, self._offset = nxt, 0
         return records
+
+
+def _os_error_text(exc: OSError) -> str:
+    """An OSError without its file name: the text reaches clients and /readyz."""
+    return f"[Errno {exc.errno}] {exc.strerror}" if exc.errno else type(exc).__name__

@@ -1,4 +1,4 @@
-"""Zipkin v2 receiver: ``POST /api/v2/spans`` with a JSON list of spans, optionally gzip.
+"""Zipkin v2 receiver: ``POST /api/v2/spans`` with a JSON list of spans, optionally gzip, zstd or deflate.
 
 Zipkin spans are converted into an OTLP ``ExportTraceServiceRequest`` and handed to the same accept
 path as OTLP exports, so checks, write-ahead log, storage and acknowledgement are identical. The
@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from collector import decode
 from collector.auth import IngestAuth, RateLimited, Unauthenticated
-from collector.http_body import Reject, gunzip, read_body
+from collector.http_body import DEFAULT_BODY_TIMEOUT, Aborted, Reject, codec_for, decompress, read_body
 from collector.intake import Intake, Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
@@ -347,9 +347,9 @@ def _show(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def convert(body: bytes) -> decode.Decoded:
+def convert(body: bytes, retention_days: int = 0) -> decode.Decoded:
     """Parse, map and check a Zipkin body: what ``Intake.accept`` takes. Raises ZipkinError."""
-    return decode.check("traces", parse(body), None)
+    return decode.check("traces", parse(body), None, retention_days)
 
 
 class _Refused(Exception):
@@ -369,13 +369,15 @@ def create_app(
     max_body_bytes: int = 16 << 20,
     retry_after_seconds: int = 1,
     auth: IngestAuth | None = None,
+    body_timeout_seconds: float | None = DEFAULT_BODY_TIMEOUT,
 ) -> Starlette:
     """The Zipkin v2 application (``POST /api/v2/spans``) handing spans to ``intake``.
 
     Answers 202 once the spans are in the write-ahead log, 400 with a plain-text message naming the
-    problem, 413 for a body over ``max_body_bytes`` (before or after gzip), 415 for anything but
-    JSON, and 429 or 503 with Retry-After when the data cannot be taken now. With ``auth``, 401
-    without a valid token (before the body is read) and 429 past the token's rate limit.
+    problem, 408 for a body not all received within ``body_timeout_seconds``, 413 for a body over
+    ``max_body_bytes`` (before or after gzip, zstd or deflate), 415 for anything but JSON, and 429
+    or 503 with Retry-After when the data cannot be taken now. With ``auth``, 401 without a valid
+    token (before the body is read) and 429 past the token's rate limit.
     """
     metrics = intake.metrics
     retry = {"Retry-After": str(retry_after_seconds)}
@@ -400,19 +402,25 @@ def create_app(
                     415,
                     f"unsupported content type {content_type!r}: only Zipkin v2 JSON ({JSON}) is supported",
                 )
-            encoding = request.headers.get("content-encoding", "identity").strip().lower()
-            if encoding not in ("gzip", "x-gzip", "identity", ""):
-                raise _Refused(415, f"unsupported content encoding {encoding!r}: use gzip")
             try:
-                body = await read_body(request, max_body_bytes)
-                if encoding in ("gzip", "x-gzip"):
-                    body = gunzip(body, max_body_bytes)
+                codec = codec_for(request.headers.get("content-encoding"))
+                body = await read_body(request, max_body_bytes, body_timeout_seconds)
+                body = await decompress(codec, body, max_body_bytes)
             except Reject as exc:
-                raise _Refused(exc.status, exc.message) from exc
+                raise _Refused(exc.status, exc.message, exc.headers) from exc
+            except Aborted as aborted:
+                # The client's own affair, not the server's error: one line and a counter.
+                metrics.aborted.labels("zipkin").inc()
+                log.warning("zipkin spans aborted by the client", extra={"reason": str(aborted)})
+                return Response(status_code=400)  # nobody is left to read it
             try:
-                decoded = await run_in_threadpool(convert, body)
+                decoded = await run_in_threadpool(convert, body, intake.retention_days)
             except ZipkinError as exc:
                 raise _Refused(400, str(exc)) from exc
+            if decoded.rejected and not decoded.items:
+                # Zipkin has no partial success; when nothing at all is kept the client is told why.
+                await intake.accept("traces", decoded)  # counts the refusals
+                raise _Refused(400, decoded.message)
             try:
                 if auth is not None and token is not None:
                     await auth.accept(intake, "traces", decoded, token)

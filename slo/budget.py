@@ -92,6 +92,9 @@ class Evaluation:
     good_slices: float | None = None
     bad_slices: float | None = None
     no_data_slices: int | None = None
+    #: Attainment met: ``sli >= objective``, decided exactly; ``None`` without data. For a closed
+    #: period this is its verdict (and the same as ``consumed <= 1``); for an open one, "so far".
+    met: bool | None = None
 
     @property
     def window_end_s(self) -> int:
@@ -156,10 +159,13 @@ def _float(value: Fraction | None) -> float | None:
     return None if value is None else float(value)
 
 
-def evaluate(slo: Slo, counts: MinuteCounts, at_s: float) -> Evaluation:
-    """The budget of ``slo`` over ``counts`` at ``at_s`` (unix seconds, floored to the minute)."""
+def evaluate(slo: Slo, counts: MinuteCounts, at_s: float, closing: bool = False) -> Evaluation:
+    """The budget of ``slo`` over ``counts`` at ``at_s`` (unix seconds, floored to the minute).
+
+    ``closing``: at a calendar boundary, the period that closes there (see ``window_bounds``).
+    """
     error_budget = _error_budget(slo)
-    bounds: WindowBounds = window_bounds(slo.window, at_s)
+    bounds: WindowBounds = window_bounds(slo.window, at_s, closing)
     end = bounds.end_s
     total, bad = _event_sums(counts, bounds.start_s, end)
     units = _units(slo, counts, bounds.start_s, end)
@@ -175,10 +181,11 @@ def evaluate(slo: Slo, counts: MinuteCounts, at_s: float) -> Evaluation:
         full = _slice_count(slice_s, bounds.start_s, bounds.period_end_s)
         elapsed = _slice_count(slice_s, bounds.start_s, end)
 
-    sli = expected = budget = consumed = remaining = tte = None
+    sli = expected = budget = consumed = remaining = tte = met = None
     exhausted = False
     if has_data:
         sli = 1 - units.bad / units.total
+        met = sli >= slo.target
         expected = units.total * full / elapsed
         budget = error_budget * expected
         consumed = units.bad / budget
@@ -234,6 +241,7 @@ def evaluate(slo: Slo, counts: MinuteCounts, at_s: float) -> Evaluation:
         exhausted=exhausted,
         time_to_exhaustion_s=_float(tte),
         burn_rates={label: _float(rate) for label, rate in rates.items()},
+        met=met,
         **slice_fields,
     )
 
@@ -327,6 +335,8 @@ class Evaluations:
     exhausted: np.ndarray
     time_to_exhaustion_s: np.ndarray
     burn_rates: Mapping[str, np.ndarray]
+    #: ``sli >= objective`` decided exactly; False where there is no data (see ``has_data``).
+    met: np.ndarray | None = None
     slices: np.ndarray | None = None
     data_slices: np.ndarray | None = None
     no_data_slices: np.ndarray | None = None
@@ -366,20 +376,23 @@ class Evaluations:
             exhausted=bool(self.exhausted[i]),
             time_to_exhaustion_s=_none_if_nan(self.time_to_exhaustion_s[i]),
             burn_rates={label: _none_if_nan(rates[i]) for label, rates in self.burn_rates.items()},
+            met=None if self.met is None or math.isnan(self.sli[i]) else bool(self.met[i]),
             **slice_fields,
         )
 
 
-def evaluate_many(slo: Slo, counts: MinuteCounts, times_s: Any, ledger: Ledger | None = None) -> Evaluations:
+def evaluate_many(
+    slo: Slo, counts: MinuteCounts, times_s: Any, ledger: Ledger | None = None, closing: bool = False
+) -> Evaluations:
     """:func:`evaluate` at every time in ``times_s`` (floored to the minute), vectorised.
 
     Pass a :class:`Ledger` built for the same ``slo`` and ``counts`` to share its prefix sums with
-    alert-rule windows.
+    alert-rule windows. ``closing`` is :func:`evaluate`'s.
     """
     ledger = ledger or Ledger(slo, counts)
     error_budget = ledger.error_budget
     p, q = error_budget.numerator, error_budget.denominator
-    start, end, period_end = window_bounds_many(slo.window, times_s)
+    start, end, period_end = window_bounds_many(slo.window, times_s, closing)
     events = ledger.events(start, end)
     units = ledger.units(start, end)
     calendar = slo.window.is_calendar
@@ -407,6 +420,8 @@ def evaluate_many(slo: Slo, counts: MinuteCounts, times_s: Any, ledger: Ledger |
     # consumed >= 1  <=>  bad * q * elapsed >= total * p * full; Python ints so nothing overflows.
     full_o, elapsed_o = np.asarray(full, dtype=object), np.asarray(elapsed, dtype=object)
     exhausted = has_data & ~exact_greater(units.total, full_o * p, units.bad, elapsed_o * q)
+    # sli >= objective  <=>  bad / total <= p / q  <=>  not bad * q > total * p.
+    met = has_data & ~exact_greater(units.bad, q, units.total, p)
 
     rates: dict[str, np.ndarray] = {}
     hour = None
@@ -453,5 +468,6 @@ def evaluate_many(slo: Slo, counts: MinuteCounts, times_s: Any, ledger: Ledger |
         exhausted=exhausted,
         time_to_exhaustion_s=tte,
         burn_rates=rates,
+        met=met,
         **slice_fields,
     )

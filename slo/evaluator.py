@@ -24,7 +24,7 @@ from slo.burn_rate import BURN_WINDOWS
 from slo.counts_cache import CountsCache
 from slo.model import MINUTE_S, AlertPolicy, BurnRule, Slo, default_rules, format_duration
 from slo.series import MinuteCounts
-from slo.windows import floor_minute, window_bounds
+from slo.windows import floor_minute, previous_close_s, window_bounds
 from store.backend import Backend, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -79,10 +79,10 @@ class InstanceResult:
         return sorted({r.rule.severity for r in self.rules if r.firing})
 
 
-def data_start_s(slo: Slo, at_s: int) -> int:
+def data_start_s(slo: Slo, at_s: int, closing: bool = False) -> int:
     """The first minute an evaluation at ``at_s`` reads, aligned to the SLO's slices."""
     start = min(
-        window_bounds(slo.window, at_s).start_s,
+        window_bounds(slo.window, at_s, closing).start_s,
         at_s - max(seconds for _, seconds in BURN_WINDOWS),
         at_s - max((r.long_s for r in policy(slo).rules), default=0),
     )
@@ -145,23 +145,24 @@ def _nan_none(value: float) -> float | None:
 
 
 def evaluate_slo(
-    backend: Backend, slo: Slo, at_s: float, cache: CountsCache | None = None
+    backend: Backend, slo: Slo, at_s: float, cache: CountsCache | None = None, closing: bool = False
 ) -> list[InstanceResult]:
     """Every instance of ``slo`` at ``at_s`` (floored to the minute), one per group value seen.
 
     ``cache`` (the schedule's) keeps the counts between evaluations, so each reads only the newest
     minutes. An SLO that cannot be evaluated (bad threshold, store error) gives one result with
-    ``error``; a store that is unreachable raises :class:`StoreUnavailable`.
+    ``error``; a store that is unreachable raises :class:`StoreUnavailable`. ``closing``: at a
+    calendar boundary, evaluate the period that closes there (``slo.windows.window_bounds``).
     """
     at = floor_minute(at_s)
     read = cache.minute_counts if cache is not None else sli.minute_counts
     try:
-        found = read(backend, slo, data_start_s(slo, at), at)
+        found = read(backend, slo, data_start_s(slo, at, closing), at)
         results = []
         for key, counts in sorted(found.items()):
             # The prefix-sum path makes the exact path's decisions and is far cheaper for slice methods.
             ledger = Ledger(slo, counts)
-            evaluation = evaluate_many(slo, counts, [at], ledger).at(0)
+            evaluation = evaluate_many(slo, counts, [at], ledger, closing).at(0)
             results.append(
                 InstanceResult(
                     slo,
@@ -183,6 +184,34 @@ def evaluate(
 ) -> list[InstanceResult]:
     """:func:`evaluate_slo` for each SLO, in the given order."""
     return [result for slo in slos for result in evaluate_slo(backend, slo, at_s, cache)]
+
+
+#: What ``period`` may ask for: the window of the instant, or the one that closed before it.
+PERIODS = ("current", "previous")
+
+
+def evaluate_previous_slo(backend: Backend, slo: Slo, at_s: float) -> list[InstanceResult]:
+    """The final result of the period before the one at ``at_s``: the evaluation at the instant it
+    closed, over that period exactly (a calendar period complete, or for a rolling window W the
+    window ``[T - 2W, T - W)`` that ended where the current one starts). ``at_s`` of each result
+    is the closing instant."""
+    return evaluate_slo(backend, slo, previous_close_s(slo.window, floor_minute(at_s)), closing=True)
+
+
+def evaluate_period(backend: Backend, slos: Iterable[Slo], at_s: float, period: str) -> list[InstanceResult]:
+    """:func:`evaluate` (``period="current"``) or :func:`evaluate_previous_slo` for each SLO."""
+    if period not in PERIODS:
+        raise ValueError(f"period: {period!r} must be one of {', '.join(PERIODS)}")
+    if period == "current":
+        return evaluate(backend, slos, at_s)
+    return [result for slo in slos for result in evaluate_previous_slo(backend, slo, at_s)]
+
+
+def period_reach_s(slo: Slo, at_s: int, period: str) -> int:
+    """:func:`data_start_s` of what ``period`` at ``at_s`` reads (to refuse reads before 1970)."""
+    if period == "previous":
+        return data_start_s(slo, previous_close_s(slo.window, at_s), closing=True)
+    return data_start_s(slo, at_s)
 
 
 def no_data(slos: Iterable[Slo], at_s: float, reason: str) -> list[InstanceResult]:
@@ -301,6 +330,7 @@ def as_dict(result: InstanceResult) -> dict[str, Any]:
             "exhausted": ev.exhausted,
             "time_to_exhaustion_s": ev.time_to_exhaustion_s,
             "burn_rates": dict(ev.burn_rates),
+            "met": ev.met,
             "slices": None
             if ev.slices is None
             else {

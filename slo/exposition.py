@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.samples import Sample
 
 from slo.evaluator import InstanceResult
+from slo.model import format_duration
 
 _NOT_LABEL = re.compile(r"[^a-zA-Z0-9_]")
 _RESERVED = {"slo", "service", "window", "rule", "severity"}
@@ -73,7 +74,7 @@ class SloMetrics:
                 _add(families["sli"], labels, ev.sli)
             if ev.remaining is not None:
                 _add(families["remaining"], labels, ev.remaining)
-            for window, rate in ev.burn_rates.items():
+            for window, rate in burn_rates(r).items():
                 if rate is not None:
                     _add(families["burn"], labels | {"window": window}, rate)
             for rule in r.rules:
@@ -83,6 +84,21 @@ class SloMetrics:
                     rule.firing,
                 )
         yield from families.values()
+
+
+def burn_rates(result: InstanceResult) -> dict[str, float | None]:
+    """Window label -> burn rate: the evaluation's windows (the defaults and the SLO window), then
+    every window of the SLO's alert rules that is not among them (``1m``, ``4h``, ...), so a dashboard
+    can chart what each rule compares. A rule's rates come from the same sums as the evaluation's
+    (``slo.evaluator.rule_arrays``), so a window both report has one value."""
+    out = dict(result.evaluation.burn_rates) if result.evaluation is not None else {}
+    for state in result.rules:
+        for window_s, rate in (
+            (state.rule.long_s, state.long_burn_rate),
+            (state.rule.short_s, state.short_burn_rate),
+        ):
+            out.setdefault(format_duration(window_s), rate)
+    return out
 
 
 def _add(family: GaugeMetricFamily, labels: dict[str, str], value: float) -> None:

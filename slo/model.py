@@ -187,6 +187,9 @@ class BurnRule:
     long_s: int
     short_s: int
     factor: Fraction
+    #: The rule's own ``keep_firing_for`` (None: its severity's, else the policy's); see
+    #: :meth:`AlertPolicy.keep_firing_for`.
+    keep_firing_for_s: int | None = None
 
 
 #: The SRE Workbook's pairs for a 30-day window: (severity, long, short, budget share consumed).
@@ -224,7 +227,8 @@ class NotificationTarget:
 @dataclass(frozen=True)
 class AlertPolicy:
     rules: tuple[BurnRule, ...]
-    #: A firing alert resolves only after its condition has been false this long (Prometheus).
+    #: A firing alert resolves only after its condition has been false this long (Prometheus), unless
+    #: its severity or its rules say otherwise (:meth:`keep_firing_for`).
     keep_firing_for_s: int = 0
     #: A pair may fire only if its long window holds at least this many events.
     min_events: int = 0
@@ -235,6 +239,20 @@ class AlertPolicy:
     #: alerts: ``keep`` them as they are, ``alert`` (fire an SLONoData alert), or ``ok`` (as if no
     #: rule fired: they resolve). docs/slo-semantics.md, "No data".
     on_no_data: str = "keep"
+    #: ``keep_firing_for`` per severity, e.g. ``(("page", 3600), ("ticket", 0))``: over the policy's.
+    keep_firing_for_by_severity: tuple[tuple[str, int], ...] = ()
+
+    def keep_firing_for(self, severity: str) -> int:
+        """The hold-down of the alert of ``severity``, in seconds. Each rule holds for its own
+        ``keep_firing_for``, else its severity's, else the policy's; the rules of one severity are one
+        alert, which holds for the longest of theirs (a rule cannot shorten another's hold)."""
+        default = dict(self.keep_firing_for_by_severity).get(severity, self.keep_firing_for_s)
+        holds = [
+            default if rule.keep_firing_for_s is None else rule.keep_firing_for_s
+            for rule in self.rules
+            if rule.severity == severity
+        ]
+        return max(holds, default=default)
 
 
 #: The values of ``AlertPolicy.on_no_data``.

@@ -15,12 +15,15 @@ The mapping onto the model (documented in ``docs/slo-spec.md``):
 - An AlertCondition ``kind: burnrate`` becomes one burn rule: ``lookbackWindow`` is the long
   window, ``alertAfter`` the short one (default: a twelfth of the long window, the SRE Workbook's
   ratio), ``threshold`` the factor.
+- The metadata annotation ``sloscope.dev/keep-firing-for`` (OpenSLO has no resolve hold-down) on an
+  AlertCondition holds that rule's alert, on an AlertPolicy its conditions that have none, and on an
+  SLO every alert of it that neither gives (the native ``keep_firing_for``, per rule and per policy).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
 from typing import cast
@@ -57,6 +60,7 @@ from slo.spec import (
     placeholder_values,
     read_annotations,
     read_group_by,
+    read_keep_firing_for,
     read_labels,
     read_log_filter,
     read_metric_selector,
@@ -74,6 +78,9 @@ BUDGETING = {"Occurrences": "occurrences", "Timeslices": "timeslices", "RatioTim
 CALENDAR_DURATIONS: dict[str, CalendarUnit] = {"1w": "week", "1M": "month", "1Q": "quarter"}
 #: A metadata annotation of an SLO that sloscope reads instead of keeping: OpenSLO has no grouping.
 GROUP_BY_ANNOTATION = "sloscope.dev/group-by"
+#: A metadata annotation of an SLO, AlertPolicy or AlertCondition: the resolve hold-down of its alerts
+#: (the native ``keep_firing_for``), which OpenSLO has no field for. Read, not kept as an annotation.
+KEEP_FIRING_FOR_ANNOTATION = "sloscope.dev/keep-firing-for"
 SOURCE_TYPE = "sloscope"
 
 
@@ -386,6 +393,7 @@ def _read_condition(docs: Documents, obj: _Object) -> BurnRule | None:
         return None
     r.text(fields.get("description"), join(path, "description"))
     severity = read_severity_label(r, fields.get("severity"), join(path, "severity"))
+    keep_s = _keep_firing_for(obj)
     path = join(path, "condition")
     cond = r.mapping(
         fields.get("condition"),
@@ -428,7 +436,29 @@ def _read_condition(docs: Documents, obj: _Object) -> BurnRule | None:
     if r.count > start:
         return None
     assert severity and threshold is not None and long_s and short_s
-    return BurnRule(severity, long_s, short_s, Fraction(threshold))
+    return BurnRule(severity, long_s, short_s, Fraction(threshold), keep_s)
+
+
+def _keep_firing_for(obj: _Object) -> int | None:
+    """The object's ``sloscope.dev/keep-firing-for`` annotation in seconds (None: absent, or an
+    error, which is recorded)."""
+    node, _ = _pop_annotation(obj.metadata.get("annotations"), KEEP_FIRING_FOR_ANNOTATION)
+    path = join(obj.path, f"metadata.annotations.{KEEP_FIRING_FOR_ANNOTATION}")
+    return read_keep_firing_for(obj.r, node, path)
+
+
+def _pop_annotation(node: Node | None, key: str) -> tuple[Node | None, Node | None]:
+    """The value of annotation ``key`` (None if absent) and the annotations without it."""
+    if not isinstance(node, MappingNode):
+        return None, node
+    found: Node | None = None
+    rest = []
+    for key_node, value_node in node.value:
+        if isinstance(key_node, ScalarNode) and key_node.value == key:
+            found = value_node
+        else:
+            rest.append((key_node, value_node))
+    return found, MappingNode(node.tag, rest, node.start_mark, node.end_mark)
 
 
 def _read_target(docs: Documents, obj: _Object) -> NotificationTarget | None:
@@ -486,6 +516,7 @@ def _read_policy(docs: Documents, obj: _Object) -> _Policy | None:
     if fields is None:
         return None
     r.text(fields.get("description"), join(path, "description"))
+    keep_s = _keep_firing_for(obj)
     # No data is an evaluation the store could not answer or whose data may be incomplete; a window
     # without events is known to be empty and is not "no data" (docs/slo-semantics.md).
     no_data = r.boolean(fields.get("alertWhenNoData"), join(path, "alertWhenNoData"))
@@ -506,6 +537,9 @@ def _read_policy(docs: Documents, obj: _Object) -> _Policy | None:
             docs, r, item, f"{join(path, 'conditions')}[{i}]", "AlertCondition", "conditionRef"
         )
         if isinstance(rule, BurnRule):
+            # The policy's hold-down is its conditions' unless they give their own.
+            if keep_s is not None and rule.keep_firing_for_s is None:
+                rule = replace(rule, keep_firing_for_s=keep_s)
             rules.append(rule)
     targets: list[NotificationTarget] = []
     items = r.sequence(fields.get("notificationTargets"), join(path, "notificationTargets")) or []
@@ -786,6 +820,10 @@ def read_slo(docs: Documents, obj: _Object) -> Slo | None:
         if isinstance(policy, _Policy):
             policies.append(policy)
     group_by, annotations_node = _split_annotations(obj)
+    keep_node, annotations_node = _pop_annotation(annotations_node, KEEP_FIRING_FOR_ANNOTATION)
+    keep_s = read_keep_firing_for(
+        r, keep_node, join(obj.path, f"metadata.annotations.{KEEP_FIRING_FOR_ANNOTATION}")
+    )
     groups = read_group_by(r, group_by, join(obj.path, f"metadata.annotations.{GROUP_BY_ANNOTATION}"))
     values = placeholder_values(
         obj.name, service or "", objective[0] if objective else None, window, description or ""
@@ -810,11 +848,12 @@ def read_slo(docs: Documents, obj: _Object) -> Slo | None:
         targets = tuple(dict.fromkeys(t for p in policies for t in p.targets))
         alerting = AlertPolicy(
             rules=tuple(rule for p in policies for rule in p.rules),
+            keep_firing_for_s=keep_s or 0,
             notification_targets=targets,
             on_no_data="alert" if any(p.alert_when_no_data for p in policies) else "keep",
         )
     else:
-        alerting = AlertPolicy(rules=default_rules(window.nominal_s))
+        alerting = AlertPolicy(rules=default_rules(window.nominal_s), keep_firing_for_s=keep_s or 0)
     return Slo(
         name=obj.name,
         service=service,

@@ -62,7 +62,7 @@ _LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SEVERITY = re.compile(r"^[a-z][a-z0-9_-]*$")
 _METRIC_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-/]{0,254}$")
 #: Labels the exported metrics and alerts already carry; an SLO label of the same name would clash.
-RESERVED_LABELS = ("slo", "service", "severity")
+RESERVED_LABELS = ("slo", "service", "severity", "slo_instance")
 CALENDAR_UNITS: tuple[str, ...] = get_args(CalendarUnit)
 SPAN_KINDS: tuple[str, ...] = get_args(SpanKind)
 #: OTLP severity numbers of the short names (each name covers four numbers: ERROR..ERROR4 = 17..20).
@@ -932,12 +932,13 @@ def read_rules(r: Reader, node: Node | None, path: str) -> tuple[BurnRule, ...] 
         fields = r.mapping(
             item,
             item_path,
-            ("severity", "long", "short", "factor"),
+            ("severity", "long", "short", "factor", "keep_firing_for"),
             required=("severity", "long", "short", "factor"),
         )
         if fields is None:
             continue
         severity = read_severity_label(r, fields.get("severity"), join(item_path, "severity"))
+        keep_s = read_keep_firing_for(r, fields.get("keep_firing_for"), join(item_path, "keep_firing_for"))
         long_s = r.duration(fields.get("long"), join(item_path, "long"))
         short_s = r.duration(fields.get("short"), join(item_path, "short"))
         factor = r.decimal(fields.get("factor"), join(item_path, "factor"))
@@ -953,8 +954,52 @@ def read_rules(r: Reader, node: Node | None, path: str) -> tuple[BurnRule, ...] 
             continue
         if severity is None or long_s is None or short_s is None or factor is None:
             continue
-        rules.append(BurnRule(severity, long_s, short_s, Fraction(factor)))
+        rules.append(BurnRule(severity, long_s, short_s, Fraction(factor), keep_s))
     return tuple(rules) if r.count == start else None
+
+
+def read_keep_firing_for(r: Reader, node: Node | None, path: str) -> int | None:
+    """A resolve hold-down: a duration in whole minutes, or ``0``."""
+    if isinstance(node, ScalarNode) and node.value == "0":
+        return 0
+    return r.duration(node, path)
+
+
+def _keys(node: MappingNode) -> list[str]:
+    """Every key of a mapping, those merged in by ``<<: *anchor`` included."""
+    out = []
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, ScalarNode):
+            continue
+        if key_node.tag == _TAG + "merge":
+            merged = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+            out += [k for m in merged if isinstance(m, MappingNode) for k in _keys(m)]
+        else:
+            out.append(key_node.value)
+    return out
+
+
+def read_keep_by_severity(
+    r: Reader, node: MappingNode, path: str, severities: Sequence[str] | None
+) -> tuple[tuple[str, int], ...] | None:
+    """``{page: 60m, ticket: 0}``: a hold-down per severity. Each key must be a severity of the
+    policy's rules (``severities``; None when the rules had errors, then only the durations are
+    checked), so a typo cannot silently leave pages without their hold."""
+    fields = r.mapping(node, path, _keys(node))
+    if fields is None:
+        return None
+    start = r.count
+    out = []
+    for severity, value in fields.items():
+        key_path = join(path, severity)
+        if severities is not None and severity not in severities:
+            problem = f"no rule has severity {severity!r} ({one_of(severity, severities)})"
+            r.error(fields.key_nodes[severity], key_path, problem)
+            continue
+        seconds = read_keep_firing_for(r, value, key_path)
+        if seconds is not None:
+            out.append((severity, seconds))
+    return tuple(out) if r.count == start else None
 
 
 def read_severity_label(r: Reader, node: Node | None, path: str) -> str | None:
@@ -969,7 +1014,9 @@ def read_severity_label(r: Reader, node: Node | None, path: str) -> str | None:
 
 def read_alerting(r: Reader, node: Node | None, path: str, window: Window | None) -> AlertPolicy | None:
     """``{rules: [...], keep_firing_for: 10m, min_events: 100, on_no_data: keep}``; without rules the
-    SRE Workbook's defaults for the window, and ``rules: []`` for no alerts at all."""
+    SRE Workbook's defaults for the window, and ``rules: []`` for no alerts at all. ``keep_firing_for``
+    is one duration for every alert or a mapping per severity (``{page: 60m, ticket: 0}``); a rule may
+    carry its own."""
     window_s = window.nominal_s if window else 30 * DAY_S
     if node is None:
         return AlertPolicy(rules=default_rules(window_s))
@@ -982,10 +1029,16 @@ def read_alerting(r: Reader, node: Node | None, path: str, window: Window | None
     else:
         rules = default_rules(window_s)
     keep = fields.get("keep_firing_for")
-    if keep is not None and isinstance(keep, ScalarNode) and keep.value == "0":
-        keep_s: int | None = 0
+    keep_s: int | None = None
+    by_severity: tuple[tuple[str, int], ...] | None = ()
+    if isinstance(keep, SequenceNode):
+        r.error(keep, join(path, "keep_firing_for"), "must be a duration like 10m, or per severity: {page: 60m}")
+    elif isinstance(keep, MappingNode):
+        # A rule-less policy still has the no-data alert, of severity page (alerts/state.py).
+        severities = None if rules is None else list(dict.fromkeys(x.severity for x in rules)) or ["page"]
+        by_severity = read_keep_by_severity(r, keep, join(path, "keep_firing_for"), severities)
     else:
-        keep_s = r.duration(keep, join(path, "keep_firing_for"))
+        keep_s = read_keep_firing_for(r, keep, join(path, "keep_firing_for"))
     min_events = r.integer(fields.get("min_events"), join(path, "min_events"))
     on_no_data = r.text(fields.get("on_no_data"), join(path, "on_no_data"))
     if on_no_data is not None and on_no_data not in NO_DATA_ACTIONS:
@@ -994,13 +1047,14 @@ def read_alerting(r: Reader, node: Node | None, path: str, window: Window | None
             join(path, "on_no_data"),
             f"unknown action {on_no_data!r} ({one_of(on_no_data, NO_DATA_ACTIONS)})",
         )
-    if r.count > start or rules is None:
+    if r.count > start or rules is None or by_severity is None:
         return None
     return AlertPolicy(
         rules=rules,
         keep_firing_for_s=keep_s or 0,
         min_events=min_events or 0,
         on_no_data=on_no_data or "keep",
+        keep_firing_for_by_severity=by_severity,
     )
 
 

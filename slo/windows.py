@@ -9,6 +9,10 @@ zone with :mod:`zoneinfo`, so they follow its DST rules: a Europe/Berlin March i
 hour long, the week of the October change 7 days plus one hour. A period starts at local midnight of
 its first day; where that midnight does not exist (a zone that springs forward at 00:00) the period
 starts at the first instant of that day, and where it exists twice, at the first of the two.
+
+A closed period's final result is the evaluation at the instant it closed, over that period exactly
+(``closing=True``, :func:`previous_close_s`); for a rolling window the "previous period" is the
+window that ended where the current one starts (``docs/slo-semantics.md``, "Closed periods").
 """
 
 from __future__ import annotations
@@ -91,16 +95,43 @@ def _check_rolling(window: Window) -> int:
     return rolling_s
 
 
-def window_bounds(window: Window, t_s: float) -> WindowBounds:
-    """The window of an evaluation at ``t_s`` (floored to the minute)."""
+def window_bounds(window: Window, t_s: float, closing: bool = False) -> WindowBounds:
+    """The window of an evaluation at ``t_s`` (floored to the minute).
+
+    ``closing``: an evaluation exactly at a calendar boundary covers the period that ends there
+    (complete) rather than the one that starts there (empty). That is the final evaluation of a
+    closed period; rolling windows are the same either way.
+    """
     end_s = floor_minute(t_s)
     if window.calendar is None:
         return WindowBounds(end_s - _check_rolling(window), end_s, end_s, calendar=False)
-    start_s, period_end_s = calendar_period(window.calendar, window.time_zone, end_s)
+    # Boundaries are whole seconds, so the second before T lies in T's period unless T is a boundary.
+    start_s, period_end_s = calendar_period(window.calendar, window.time_zone, end_s - 1 if closing else end_s)
     return WindowBounds(start_s, end_s, period_end_s, calendar=True)
 
 
-def window_bounds_many(window: Window, times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def previous_close_s(window: Window, t_s: float) -> int:
+    """When the period before the one of an evaluation at ``t_s`` closed: the current window's start.
+
+    Calendar: the start of the current week, month or quarter; the previous period is the one before
+    it, complete. Rolling: ``T - W``; the previous window is the one that ended where the current one
+    starts, ``[T - 2W, T - W)``, so the two never overlap. Evaluate at this instant with
+    ``closing=True`` to get the previous period's final result.
+    """
+    # Calendar boundaries of the zones in use are whole minutes (offsets are whole minutes since the
+    # 1970s); flooring keeps evaluation times on the minute grid regardless.
+    return floor_minute(window_bounds(window, t_s).start_s)
+
+
+def previous_period(window: Window, t_s: float) -> WindowBounds:
+    """The period before the one of an evaluation at ``t_s``, complete: ``start_s`` to ``end_s``
+    (the instant it closed, :func:`previous_close_s`)."""
+    return window_bounds(window, previous_close_s(window, t_s), closing=True)
+
+
+def window_bounds_many(
+    window: Window, times_s: np.ndarray, closing: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Vectorised :func:`window_bounds`: int64 arrays ``(start_s, end_s, period_end_s)``.
 
     Calendar periods are found once per period between the earliest and latest time and looked up
@@ -111,12 +142,14 @@ def window_bounds_many(window: Window, times_s: np.ndarray) -> tuple[np.ndarray,
         return end_s - _check_rolling(window), end_s, end_s.copy()
     if end_s.size == 0:
         return end_s.copy(), end_s, end_s.copy()
-    first, boundary = calendar_period(window.calendar, window.time_zone, int(end_s.min()))
+    # Closing: a time on a boundary belongs to the period before it, as the second before it does.
+    lookup = end_s - 1 if closing else end_s
+    first, boundary = calendar_period(window.calendar, window.time_zone, int(lookup.min()))
     boundaries = [first, boundary]
-    latest = int(end_s.max())
+    latest = int(lookup.max())
     while boundary <= latest:
         boundary = calendar_period(window.calendar, window.time_zone, boundary)[1]
         boundaries.append(boundary)
     edges = np.asarray(boundaries, dtype=np.int64)
-    period = np.searchsorted(edges, end_s, side="right") - 1
+    period = np.searchsorted(edges, lookup, side="right") - 1
     return edges[period], end_s, edges[period + 1]

@@ -22,7 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
 
 from alerts.policy import PolicyErrors, load_policy
-from alerts.service import LEASE_TTL_S, Alerting
+from alerts.service import Alerting
 from collector import dedup, otlp_grpc, otlp_http, zipkin
 from collector.admission import (
     Admission,
@@ -79,10 +79,21 @@ def evaluation_trigger(interval_s: int) -> IntervalTrigger:
 
 
 def lease_ttl_s(slo_interval_s: int) -> int:
-    """The alerting leader's lease: it beats once per evaluation, so the lease must outlive the
-    interval between two (with room for a late or slow cycle), or every evaluator would find the
-    leader's lease expired at each cycle and lead too."""
-    return max(LEASE_TTL_S, slo_interval_s * 5 // 2)
+    """The alerting leader's lease with a ClickHouse server: one and a half evaluation intervals.
+
+    The leader beats once per evaluation, so the lease must outlive the interval between two (half an
+    interval of room for a late or slow cycle), or every evaluator would find the leader's lease
+    expired at each cycle and lead too. It must also end before a follower's second evaluation after
+    the leader's last beat: a crashed leader holds pages and resolves back until it expires, so a
+    follower takes over within two intervals (a lease of exactly two would be found live, by a few
+    seconds, at that evaluation, and expire only at the third)."""
+    return slo_interval_s * 3 // 2
+
+
+def exclusive_evaluator(settings: Settings) -> bool:
+    """On the embedded store only this process can hold the data directory, so no other evaluator can
+    be running: this one leads at once, even over a lease a crashed predecessor left."""
+    return not settings.clickhouse_url
 
 
 def load_slos(path: str) -> list[Slo]:
@@ -273,7 +284,11 @@ class SloscopeServer:
         self.alerting: Alerting | None = None
         if settings.evaluates:
             self.alerting = Alerting(
-                self.backend, self.policy, self.registry, lease_ttl_s=lease_ttl_s(settings.slo_interval)
+                self.backend,
+                self.policy,
+                self.registry,
+                lease_ttl_s=lease_ttl_s(settings.slo_interval),
+                exclusive=exclusive_evaluator(settings),
             )
         if settings.role == "evaluator" and not self.slos:
             log.warning("role evaluator without SLOs (slos): only the service map roll-up runs")
@@ -465,7 +480,9 @@ class SloscopeServer:
             assert self.metrics is not None
             assert self.admission is not None
             self.admission.start()
-            intake = Intake(self.queues, self.metrics, admission=self.admission)
+            intake = Intake(
+                self.queues, self.metrics, admission=self.admission, retention_days=self.settings.retention_days
+            )
             # grpc.aio binds to the running loop, and stops a server that is garbage collected: keep it.
             auth = self.ingest_auth
             self._grpc = otlp_grpc.create_server(intake, self.settings.max_body_bytes, auth=auth)
@@ -475,14 +492,22 @@ class SloscopeServer:
             except OSError as exc:
                 raise StartupError(f"{exc} (otlp_grpc_port)") from exc
             self.otlp_grpc_address = f"{host}:{grpc_port}"
-            otlp_app = otlp_http.create_app(
-                intake, otlp_http.HttpLimits(max_body_bytes=self.settings.max_body_bytes), auth=auth
+            body_timeout = self.settings.body_read_timeout
+            otlp_limits = otlp_http.HttpLimits(
+                max_body_bytes=self.settings.max_body_bytes, body_timeout_seconds=body_timeout
             )
-            zipkin_app = zipkin.create_app(intake, max_body_bytes=self.settings.max_body_bytes, auth=auth)
+            otlp_app = otlp_http.create_app(intake, otlp_limits, auth=auth)
+            zipkin_app = zipkin.create_app(
+                intake, self.settings.max_body_bytes, auth=auth, body_timeout_seconds=body_timeout
+            )
             # The memory bound, checked before a body is read (collector/admission.py).
             requests = self.metrics.requests
-            otlp_app = ReadAdmission(otlp_app, self.admission, otlp_refusal, requests, "http")
-            zipkin_app = ReadAdmission(zipkin_app, self.admission, text_refusal, requests, "zipkin")
+            otlp_app = ReadAdmission(
+                otlp_app, self.admission, otlp_refusal, requests, "http", body_timeout=body_timeout
+            )
+            zipkin_app = ReadAdmission(
+                zipkin_app, self.admission, text_refusal, requests, "zipkin", body_timeout=body_timeout
+            )
             listeners += [(otlp_app, otlp_socket), (zipkin_app, zipkin_socket)]
         if self.settings.evaluates:
             if not self._roll_up_thread.is_alive() and not self._stop_roll_up.is_set():

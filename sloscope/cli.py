@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest accepted export or gRPC message, after decompression (default 16 MiB)",
     )
     serve.add_argument(
+        "--body-read-timeout",
+        type=float,
+        help="seconds an OTLP/HTTP or Zipkin client has to send a whole request body before 408 "
+        "(default 30)",
+    )
+    serve.add_argument(
         "--max-queue-bytes",
         type=int,
         help="acknowledged data not yet stored before exports get 429 (default 512 MiB)",
@@ -235,13 +241,22 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="print each SLO's budget and burn rates",
         description="Evaluate every SLO at an instant over the stored data and print a table per SLO "
-        "(or JSON). With the embedded store, stop `sloscope serve` first or use GET /api/v1/slos.",
+        "(or JSON). With --period previous, report the period that closed before it instead (a "
+        "calendar SLO's last week, month or quarter; a rolling window's [T-2W, T-W)), evaluated at the "
+        "instant it closed, and whether it was met (SLI >= objective). With the embedded store, stop "
+        "`sloscope serve` first or use GET /api/v1/slos.",
     )
     report.add_argument(
         "path", metavar="PATH", nargs="?", help="spec file or directory (default: SLOSCOPE_SLOS)"
     )
     report.add_argument(
         "--at", default="now", help="instant: now, now-1h, RFC 3339 or unix seconds (default now)"
+    )
+    report.add_argument(
+        "--period",
+        choices=["current", "previous"],
+        default="current",
+        help="current: the window at --at (default); previous: the period that closed before it",
     )
     report.add_argument("--format", choices=["table", "json"], default="table")
     _store_flags(report)
@@ -454,12 +469,14 @@ def _slo_store_command(args: argparse.Namespace, path: str | None, run: Callable
 
 
 def _slo_report(args: argparse.Namespace) -> int:
-    """``sloscope slo report [PATH] [--at T]``."""
+    """``sloscope slo report [PATH] [--at T] [--period current|previous]``."""
     from sloscope import slo_commands
 
     at_s = slo_commands.parse_instant(args.at, "--at")
     return _slo_store_command(
-        args, args.path, lambda backend, slos: slo_commands.report(backend, slos, at_s, args.format)
+        args,
+        args.path,
+        lambda backend, slos: slo_commands.report(backend, slos, at_s, args.format, period=args.period),
     )
 
 

@@ -87,6 +87,9 @@ class Settings:
     retention_days: int = 7
     correlation_keys: tuple[str, ...] = DEFAULT_CORRELATION_KEYS
     max_body_bytes: int = 16 << 20
+    #: Seconds an OTLP/HTTP or Zipkin client has to send a whole request body once its headers
+    #: are in; a slower or stalled upload is answered 408 and its connection closed.
+    body_read_timeout: float = 30.0
     #: Acknowledged but not yet stored, per signal, while the store takes data: beyond it exports
     #: are answered 429 (slow down). Not applied while the store takes nothing (see max_wal_bytes).
     max_queue_bytes: int = 512 << 20
@@ -188,6 +191,7 @@ _KINDS: dict[str, type] = {
     "retention_days": int,
     "correlation_keys": tuple,
     "max_body_bytes": int,
+    "body_read_timeout": float,
     "max_queue_bytes": int,
     "max_wal_bytes": int,
     "min_free_disk_bytes": int,
@@ -371,6 +375,10 @@ def _validate(s: Settings) -> None:
         )
     if s.max_body_bytes < 1024:
         raise SettingsError(f"max_body_bytes: {s.max_body_bytes} is too small (at least 1024)")
+    if not 0 < s.body_read_timeout < float("inf"):  # also refuses NaN
+        raise SettingsError(
+            f"body_read_timeout: must be a positive number of seconds, got {s.body_read_timeout}"
+        )
     if s.max_wal_bytes < 0 or s.min_free_disk_bytes < 0:
         raise SettingsError("max_wal_bytes and min_free_disk_bytes must be 0 or more")
     if s.max_wal_bytes and s.max_wal_bytes < s.max_body_bytes:

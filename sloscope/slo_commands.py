@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -14,13 +13,12 @@ from alerts import backtest as alert_replay
 from alerts.model import Notification
 from alerts.policy import Policy, default_policy
 from alerts.store import load_silences
-from slo import evaluator
+from slo import evaluator, instants
 from slo.budget import Evaluation
-from slo.model import Slo, parse_duration
-from slo.windows import floor_minute
+from slo.model import Slo
+from slo.windows import floor_minute, previous_period
 from store.backend import Backend
 
-_RELATIVE = re.compile(r"^now(?:-(\w+))?$")
 #: Burn-rate windows shown in the report table (the SLO window's column is added per SLO).
 TABLE_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 
@@ -30,37 +28,20 @@ MAX_INSTANT_S = 2**32 - 1
 
 
 def parse_instant(text: str, name: str) -> int:
-    """``now``, ``now-30d``, RFC 3339 (``2026-11-01T00:00:00Z``) or unix seconds, as unix seconds."""
-    value = text.strip()
-    relative = _RELATIVE.match(value)
-    if relative:
-        back = relative.group(1)
-        try:
-            seconds = int(time.time()) - (parse_duration(back) if back else 0)
-        except ValueError as exc:
-            raise ValueError(f"{name}: {exc}") from None
-    elif re.fullmatch(r"\d+(\.\d+)?", value):
-        number = float(value)
-        # Too many digits for a float is inf; anything past 2106 cannot be stored anyway.
-        seconds = int(number) if number <= MAX_INSTANT_S else MAX_INSTANT_S + 1
-    else:
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"{name}: {text!r} is not now, now-DURATION, RFC 3339 or unix seconds") from None
-        if parsed.tzinfo is None:
-            raise ValueError(f"{name}: {text!r} has no time zone (add Z or an offset)")
-        seconds = int(parsed.timestamp())
+    """``now``, ``now-30d``, RFC 3339 (``2026-11-01T00:00:00Z``) or unix seconds, as unix seconds
+    (the parser the API shares, ``slo/instants.py``)."""
+    nanos = instants.parse_instant_ns(text, name, time.time_ns(), instants.UNIX_SECONDS)
+    seconds = nanos // 10**9
     if not 0 <= seconds <= MAX_INSTANT_S:
         raise ValueError(f"{name}: {text!r} is out of range (1970-01-01 to 2106-02-07)")
     return seconds
 
 
-def check_reach(slos: Sequence[Slo], at_s: int, name: str) -> None:
+def check_reach(slos: Sequence[Slo], at_s: int, name: str, period: str = "current") -> None:
     """ValueError naming ``name`` when an evaluation at ``at_s`` would read data from before 1970,
     where the store's times start (an SLO's window or alert windows reach back that far)."""
     for slo in slos:
-        if evaluator.data_start_s(slo, floor_minute(at_s)) < 0:
+        if evaluator.period_reach_s(slo, floor_minute(at_s), period) < 0:
             raise ValueError(
                 f"{name}: {iso(at_s)} is too early: SLO {slo.name!r} would read data from before 1970"
             )
@@ -104,10 +85,37 @@ def _evaluation_cells(slo: Slo, ev: Evaluation | None) -> list[str]:
     return [_percent(ev.sli), _percent(ev.remaining), *rates]
 
 
-def report(backend: Backend, slos: Sequence[Slo], at_s: int, fmt: str, out: TextIO = sys.stdout) -> int:
-    """Print every SLO instance at ``at_s``; exit status 0 (1 if an SLO could not be evaluated)."""
-    check_reach(slos, at_s, "--at")
-    results = evaluator.evaluate(backend, slos, at_s)
+def _met(ev: Evaluation | None) -> str:
+    if ev is None or ev.met is None:
+        return "-"
+    return "met" if ev.met else "missed"
+
+
+def _previous_cells(ev: Evaluation | None) -> list[str]:
+    """A closed period: its final SLI, the share of its budget consumed, and the verdict."""
+    return [_percent(ev.sli if ev else None), _percent(ev.consumed if ev else None), _met(ev)]
+
+
+def _heading_when(slo: Slo, at_s: int, period: str) -> str:
+    at = floor_minute(at_s)
+    if period == "current":
+        return f"at {iso(at)}"
+    bounds = previous_period(slo.window, at)
+    return f"previous period {iso(bounds.start_s)} to {iso(bounds.end_s)}"
+
+
+def report(
+    backend: Backend,
+    slos: Sequence[Slo],
+    at_s: int,
+    fmt: str,
+    out: TextIO = sys.stdout,
+    period: str = "current",
+) -> int:
+    """Print every SLO instance at ``at_s`` (``period="previous"``: of the period that closed before
+    it, at the instant it closed); exit status 0 (1 if an SLO could not be evaluated)."""
+    check_reach(slos, at_s, "--at", period)
+    results = evaluator.evaluate_period(backend, slos, at_s, period)
     if fmt == "json":
         json.dump([evaluator.as_dict(r) for r in results], out, indent=2)
         out.write("\n")
@@ -116,13 +124,19 @@ def report(backend: Backend, slos: Sequence[Slo], at_s: int, fmt: str, out: Text
         mine = [r for r in results if r.slo is slo]
         out.write(
             f"{slo.name}  service={slo.service}  objective={slo.objective}%  window={slo.window.label}  "
-            f"budgeting={slo.budgeting.method}  at {iso(floor_minute(at_s))}\n"
+            f"budgeting={slo.budgeting.method}  {_heading_when(slo, at_s, period)}\n"
         )
-        header = ["group", "SLI", "budget left", *_windows(slo), "firing"]
+        if period == "previous":
+            header = ["group", "SLI", "budget consumed", "objective"]
+        else:
+            header = ["group", "SLI", "budget left", *_windows(slo), "firing"]
         rows = [header]
         for r in mine:
             if r.error:
                 out.write(f"  error: {r.error}\n")
+                continue
+            if period == "previous":
+                rows.append([_group(r.group), *_previous_cells(r.evaluation)])
                 continue
             rows.append([_group(r.group), *_evaluation_cells(slo, r.evaluation), ",".join(r.firing) or "-"])
         if len(rows) > 1:

@@ -42,6 +42,8 @@ SHARDING_KEYS: dict[str, str] = {
     "red_1m": "cityHash64(service_name, operation)",
     "service_edges_1m": "cityHash64(caller, callee)",
     "service_edges_progress": "cityHash64(minute)",
+    # Written by a materialized view on spans_local; a minute's counts are summed over the shards.
+    "span_counts_1m": "cityHash64(minute)",
     "slo_evaluations": "cityHash64(slo, group_key)",
     "alert_states": "cityHash64(id)",
     "alert_transitions": "cityHash64(alert_id)",

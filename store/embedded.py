@@ -16,6 +16,7 @@ from chdb import session as chdb_session
 
 from store.backend import INPUT, StoreError, StoreUnavailable, settings_clause, sql_string
 from store.tenancy import scoped
+from store.utf8 import valid_utf8
 
 
 class EmbeddedBackend:
@@ -62,7 +63,7 @@ class EmbeddedBackend:
         raw = result.bytes()
         if not raw:
             return pa.table({})
-        return pa.ipc.open_file(pa.BufferReader(raw)).read_all()
+        return valid_utf8(pa.ipc.open_file(pa.BufferReader(raw)).read_all())
 
     def insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None = None) -> None:
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else {}

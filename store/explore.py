@@ -6,6 +6,7 @@ bound parameters (``store/sql/explore.py``); a malformed filter raises :class:`V
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 from dataclasses import dataclass, field
@@ -133,10 +134,12 @@ def dependencies(
     """Caller -> callee edges of child spans starting in [start_ns, end_ns], with call and error counts
     and the callees' latency; with ``step_ns`` (whole seconds) each edge also has a ``series``.
 
-    Whole minutes already rolled up (``store/service_map.py``) are read from ``service_edges_1m``; the
-    rest of the range (partial minutes at its ends, recent minutes) is joined from spans, and both are
-    added up. ``stored=False`` joins the whole range (the reference the roll-up is tested against); so
-    does a step that is not a whole number of minutes, as a stored minute cannot be split.
+    Whole minutes rolled up and still exact (no span arrived for them since: ``store/service_map.py``)
+    are read from ``service_edges_1m``; the rest of the range (partial minutes at its ends, recent
+    minutes, minutes with late spans) is joined from spans, and both are added up: the answer is the
+    join of the whole range, late spans included. ``stored=False`` joins the whole range (the
+    reference the roll-up is tested against); so does a step that is not a whole number of minutes,
+    as a stored minute cannot be split.
     """
     _check_range(start_ns, end_ns)
     _check_limit(limit)
@@ -146,12 +149,12 @@ def dependencies(
             raise ValueError("step must be a whole number of seconds")
         step_s = step_ns // 10**9
     use_stored = stored and (step_s is None or step_s % 60 == 0)
-    rolled = service_map.rolled_minutes(backend, start_ns, end_ns) if use_stored else []
-    cover = service_map.coverage(start_ns, end_ns, rolled)
-    joins = [{"start": lo, "end": hi, "parent_start": max(0, lo - PARENT_SLACK_NS)} for lo, hi in cover.gaps]
+    current = service_map.current_minutes(backend, start_ns, end_ns) if use_stored else {}
+    cover = service_map.coverage(start_ns, end_ns, current)
+    joins = [service_map.join_params(lo, hi) for lo, hi in cover.gaps]
     # Each part's first `limit` edges by (caller, callee) hold the first `limit` of their sum.
     totals: dict[tuple[str, str], service_map.EdgeSums] = {}
-    rows = service_map.stored_edges(backend, cover.runs, limit)
+    rows = service_map.stored_edges(backend, cover.stored, limit)
     for params in joins:
         rows += backend.query_arrow(sql.DEPENDENCY_EDGES, {**params, "limit": limit}).to_pylist()
     for r in rows:
@@ -160,7 +163,7 @@ def dependencies(
     edges = {key: {"caller": key[0], "callee": key[1], **totals[key].stats()} for key in keys}
     if step_s is not None:
         points: dict[tuple[str, str, int], service_map.EdgeSums] = {}
-        rows = service_map.stored_series(backend, cover.runs, step_s)
+        rows = service_map.stored_series(backend, cover.stored, step_s)
         for params in joins:
             rows += backend.query_arrow(sql.DEPENDENCY_SERIES, {**params, "step_s": step_s}).to_pylist()
         for r in rows:
@@ -191,6 +194,45 @@ class TraceSearch:
     max_duration_ns: int | None = None
     status: str = ""  # 'error', 'ok', 'unset' or '' for any
     limit: int = 20
+    cursor: str = ""  # a previous page's next_cursor: the page after it; '' for the first page
+
+
+@dataclass(frozen=True)
+class TracePage:
+    """One page of a trace search: summaries, how many traces match in all, and the next page's cursor
+    ('' after the last page)."""
+
+    traces: list[dict[str, Any]]
+    total: int
+    next_cursor: str
+
+
+#: A trace's start is looked for this far before a search's range (see SEARCH_TRACE_PAGE): the bound
+#: the service map puts on a parent before its child. An hour cost a 15-minute search twice the time
+#: of the search itself (every span of the 75 minutes is read for the trace ids).
+TRACE_START_LOOKBACK_NS = PARENT_SLACK_NS
+_CURSOR = re.compile(r"^(-?\d{1,19}):([0-9a-f]{32})$")
+_CURSOR_TEXT = re.compile(r"^[A-Za-z0-9_-]{1,96}$")  # base64url without padding
+
+
+def encode_cursor(start_ns: int, trace_id: str) -> str:
+    """The opaque cursor after the trace ``trace_id`` starting at ``start_ns`` (its place in the order)."""
+    return base64.urlsafe_b64encode(f"{start_ns}:{trace_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """(trace start, trace id) of a cursor from :func:`encode_cursor`; ValueError naming ``cursor``."""
+    text = cursor.strip()
+    try:
+        place = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        place = ""
+    match = _CURSOR.fullmatch(place) if _CURSOR_TEXT.fullmatch(text) else None
+    if not match or not -(2**63) <= int(match.group(1)) < 2**63:
+        raise ValueError(
+            f"cursor: {cursor[:64]!r} is not a cursor of a trace search (pass a page's next_cursor unchanged)"
+        )
+    return int(match.group(1)), match.group(2)
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -216,8 +258,13 @@ def trace_summaries(backend: Backend, trace_ids: list[str]) -> dict[str, dict[st
     return {row["trace_hex"]: _summary(row) for row in rows}
 
 
-def search_traces(backend: Backend, q: TraceSearch) -> list[dict[str, Any]]:
-    """Summaries of the traces matching ``q``, the newest (by start time) first."""
+def search_trace_page(backend: Backend, q: TraceSearch) -> TracePage:
+    """One page of the traces matching ``q``: newest trace start first, ties by trace id, from the
+    first page or after ``q.cursor``. Following ``next_cursor`` visits every match exactly once.
+
+    A trace's start here is that of its earliest span from ``TRACE_START_LOOKBACK_NS`` before the
+    range to its end (the summaries' start for all but traces that began even earlier).
+    """
     _check_range(q.start_ns, q.end_ns)
     _check_limit(q.limit)
     if q.status and q.status not in STATUSES:
@@ -225,21 +272,42 @@ def search_traces(backend: Backend, q: TraceSearch) -> list[dict[str, Any]]:
     min_d, max_d = q.min_duration_ns, q.max_duration_ns
     if min_d is not None and max_d is not None and max_d < min_d:
         raise ValueError("max_duration_ms is below min_duration_ms")
+    after_start, after_trace = decode_cursor(q.cursor) if q.cursor else (0, "")
     params: dict[str, Any] = {
         "start": q.start_ns,
         "end": q.end_ns,
+        "lookback": max(q.start_ns - TRACE_START_LOOKBACK_NS, -(2**63)),  # stays an Int64
         "service": _text(q.service, "service"),
         "operation": _text(q.operation, "operation"),
         "min_duration": max(0, min_d or 0),
         "max_duration": MAX_DURATION_NS if max_d is None else max(0, max_d),
         "status": STATUSES.get(q.status, ""),
-        "limit": q.limit,
+        "after": bool(q.cursor),
+        "after_start": after_start,
+        "after_trace": after_trace,
+        "limit": q.limit + 1,  # one more than asked: is there a next page?
         **_attr_params(q.attrs),
     }
-    ids = [row["trace_hex"] for row in backend.query_arrow(sql.SEARCH_TRACE_IDS, params).to_pylist()]
-    summaries = trace_summaries(backend, ids)
-    found = [summaries[t] for t in ids if t in summaries]
-    return sorted(found, key=lambda s: (-int(s["start_time_unix_nano"]), s["trace_id"]))
+    rows = backend.query_arrow(sql.SEARCH_TRACE_PAGE, params).to_pylist()
+    if rows:
+        total = rows[0]["total"]
+    elif q.cursor:  # past the last match: no row carries the count
+        total = backend.query_arrow(sql.COUNT_TRACES, params).to_pylist()[0]["total"]
+    else:
+        total = 0
+    page = rows[: q.limit]
+    last = page[-1] if len(rows) > q.limit else None
+    summaries = trace_summaries(backend, [row["trace_hex"] for row in page])
+    return TracePage(
+        traces=[summaries[row["trace_hex"]] for row in page if row["trace_hex"] in summaries],
+        total=total,
+        next_cursor=encode_cursor(last["start_ns"], last["trace_hex"]) if last else "",
+    )
+
+
+def search_traces(backend: Backend, q: TraceSearch) -> list[dict[str, Any]]:
+    """Summaries of the traces of one page of ``q`` (:func:`search_trace_page`), the newest first."""
+    return search_trace_page(backend, q).traces
 
 
 # -- logs --------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ TTL_COLUMNS = {
     "red_1m": "minute",
     "service_edges_1m": "minute",
     "service_edges_progress": "minute",
+    "span_counts_1m": "minute",
 }
 
 

@@ -16,6 +16,9 @@ from store.traces import TRACE_ID, span_from_row
 #: Largest duration bound the engine accepts (UInt64 nanoseconds).
 MAX_DURATION_NS = 2**64 - 1
 
+#: Most service map edges one Jaeger dependencies answer holds (Jaeger has no limit parameter).
+MAX_EDGES = 100_000
+
 #: Stored span kinds (``spans.kind``).
 SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 
@@ -95,6 +98,11 @@ def operations(
 
 
 def dependencies(backend: Backend, start_ns: int, end_ns: int) -> list[tuple[str, str, int]]:
-    """(parent service, child service, calls) for parent/child spans in different services."""
-    rows = backend.query_arrow(queries.DEPENDENCIES, _range(start_ns, end_ns)).to_pylist()
-    return [(row["parent"], row["child"], row["call_count"]) for row in rows]
+    """(parent service, child service, calls) for parent/child spans in different services: the
+    service map of ``/api/v1/dependencies`` (:func:`store.explore.dependencies`: stored minutes, late
+    spans included), so that both APIs give the same calls for the same range."""
+    # store.explore imports this module: imported here, when first called.
+    from store.explore import dependencies as edges
+
+    _range(start_ns, end_ns)
+    return [(e["caller"], e["callee"], e["calls"]) for e in edges(backend, start_ns, end_ns, MAX_EDGES)]

@@ -20,6 +20,7 @@ from clickhouse_connect.driver.exceptions import OperationalError
 
 from store.backend import INPUT, StoreError, StoreUnavailable, sql_string
 from store.tenancy import scoped
+from store.utf8 import valid_utf8
 
 #: Server error codes after which the same statement may well succeed later: overload, back-pressure,
 #: replication/keeper trouble, refused credentials (an operator fixes those; the data stays valid).
@@ -117,8 +118,8 @@ class ServerBackend:
         clickhouse-connect asks for String columns as Arrow strings, which is also chDB's default, so
         both backends return the same Arrow types.
         """
-        return self._call(
-            self._client.query_arrow, scoped(sql), parameters=dict(params) if params else None
+        return valid_utf8(
+            self._call(self._client.query_arrow, scoped(sql), parameters=dict(params) if params else None)
         )
 
     def insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None = None) -> None:

@@ -51,20 +51,36 @@ def span_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "end_time_unix_nano": str(start + row["duration"]),
         "duration_ns": row["duration"],
         "status": {"code": row["status_code"], "message": row["status_message"]},
-        "resource": {"attributes": typed_attributes(row["resource_attributes"], row["resource_kinds"])},
-        "scope": {"name": row["scope_name"], "version": row["scope_version"]},
+        "resource": {
+            "attributes": typed_attributes(row["resource_attributes"], row["resource_kinds"]),
+            "schema_url": row["resource_schema_url"],
+        },
+        "scope": {
+            "name": row["scope_name"],
+            "version": row["scope_version"],
+            "attributes": typed_attributes(row["scope_attributes"], row["scope_kinds"]),
+            "schema_url": row["scope_schema_url"],
+        },
         "attributes": typed_attributes(row["attributes"], row["kinds"]),
         "events": [
-            {"time_unix_nano": t, "name": n, "attributes": dict(a)}
-            for t, n, a in zip(row["event_times"], row["event_names"], row["event_attributes"], strict=True)
+            {"time_unix_nano": t, "name": n, "attributes": typed_attributes(a, k)}
+            for t, n, a, k in zip(
+                row["event_times"],
+                row["event_names"],
+                row["event_attributes"],
+                row["event_kinds"],
+                strict=True,
+            )
         ],
         "links": [
-            {"trace_id": t, "span_id": s, "trace_state": ts, "attributes": dict(a)}
-            for t, s, ts, a in zip(
+            {"trace_id": t, "span_id": s, "trace_state": ts, "flags": f, "attributes": typed_attributes(a, k)}
+            for t, s, ts, f, a, k in zip(
                 row["link_trace_ids"],
                 row["link_span_ids"],
                 row["link_trace_states"],
+                row["link_flags"],
                 row["link_attributes"],
+                row["link_kinds"],
                 strict=True,
             )
         ],

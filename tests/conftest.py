@@ -247,3 +247,9 @@ def screenshot(page, name: str) -> Path:  # noqa: ANN001
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: sync Playwright keeps an event loop running in the main thread for the
+    session-scoped browser, and ``asyncio.run`` in any later test would then refuse to start."""
+    items.sort(key=lambda item: "browser" in getattr(item, "fixturenames", ()))

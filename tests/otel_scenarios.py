@@ -38,13 +38,25 @@ ATTRIBUTES = {
     "bools": (True, False),
 }
 SCOPE = ("roundtrip.scope", "9.9")
+SCOPE_SCHEMA_URL = "https://opentelemetry.io/schemas/1.26.0"
+SCOPE_ATTRIBUTES = {"scope.shard": 7, "scope.tags": ("x", "y"), "scope.name": "lib"}
+RESOURCE_SCHEMA_URL = "https://opentelemetry.io/schemas/1.24.0"
+#: Event and link attributes of several kinds: they keep them as span attributes do.
+EVENT_ATTRIBUTES = {"attempt": 2, "reason": "timeout", "e.bool": True, "e.arr": [1, 2], "e.ratio": 0.5}
+LINK_ATTRIBUTES = {"link.attr": "x", "link.n": 3, "link.ok": False}
 
 
 def resource(service: str) -> Resource:
     """A resource with attributes of several kinds."""
     return Resource.create(
-        {"service.name": service, "service.version": "1.2.3", "pod.replicas": 3, "cloud.enabled": True}
+        {"service.name": service, "service.version": "1.2.3", "pod.replicas": 3, "cloud.enabled": True},
+        schema_url=RESOURCE_SCHEMA_URL,
     )
+
+
+def _as_stored(attributes: object) -> dict:
+    """SDK attributes as the store gives them back (sequences as lists)."""
+    return {k: list(v) if isinstance(v, tuple | list) else v for k, v in dict(attributes).items()}
 
 
 @dataclass(frozen=True)
@@ -61,7 +73,7 @@ def send_trace(exporter: SpanExporter, service: str, correlation_key: str) -> Se
     provider = TracerProvider(resource=resource(service))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    tracer = provider.get_tracer(*SCOPE)
+    tracer = provider.get_tracer(*SCOPE, schema_url=SCOPE_SCHEMA_URL, attributes=SCOPE_ATTRIBUTES)
     linked = SpanContext(
         0x0AF7651916CD43DD8448EB211C80319C,
         0x00F067AA0BA902B7,
@@ -71,10 +83,10 @@ def send_trace(exporter: SpanExporter, service: str, correlation_key: str) -> Se
     )
     with tracer.start_as_current_span("root", kind=SpanKind.SERVER, attributes=ATTRIBUTES) as root:
         root.set_status(Status(StatusCode.ERROR, "payment declined"))
-        root.add_event("retry", {"attempt": 2, "reason": "timeout"})
+        root.add_event("retry", EVENT_ATTRIBUTES)
         for kind in (SpanKind.INTERNAL, SpanKind.CLIENT, SpanKind.PRODUCER, SpanKind.CONSUMER):
             with tracer.start_as_current_span(
-                f"child-{kind.name}", kind=kind, links=[Link(linked, {"link.attr": "x"})]
+                f"child-{kind.name}", kind=kind, links=[Link(linked, LINK_ATTRIBUTES)]
             ) as child:
                 child.set_status(Status(StatusCode.OK))
                 child.set_attribute(correlation_key, "corr-123")
@@ -107,21 +119,36 @@ def check_trace(stored_spans: list[dict], sent: SentTrace, service: str) -> None
             "message": want.status.description or "",
         }
         assert got["flags"] == on_wire[span_id].flags
-        assert got["scope"] == {"name": SCOPE[0], "version": SCOPE[1]}
-        assert got["resource"]["attributes"] == {**sent.resource.attributes}
-        assert got["attributes"] == {
-            k: list(v) if isinstance(v, tuple) else v for k, v in want.attributes.items()
+        assert got["scope"] == {
+            "name": SCOPE[0],
+            "version": SCOPE[1],
+            "attributes": _as_stored(SCOPE_ATTRIBUTES),
+            "schema_url": SCOPE_SCHEMA_URL,
         }
+        assert got["resource"] == {
+            "attributes": {**sent.resource.attributes},
+            "schema_url": RESOURCE_SCHEMA_URL,
+        }
+        assert got["attributes"] == _as_stored(want.attributes)
+        # Typed, exactly: 2 == 2.0 and True == 1 in Python, so the kinds are compared too.
         assert [(e["name"], e["attributes"], int(e["time_unix_nano"])) for e in got["events"]] == [
-            (e.name, {k: str(v) for k, v in e.attributes.items()}, e.timestamp) for e in want.events
+            (e.name, _as_stored(e.attributes), e.timestamp) for e in want.events
         ]
+        for event in got["events"]:
+            kinds = {k: type(v) for k, v in event["attributes"].items()}
+            assert kinds == {k: type(v) for k, v in _as_stored(EVENT_ATTRIBUTES).items()}
         # The SDK's encoder does not send a link's trace_state: compare with what was sent.
         assert [
-            (ln["trace_id"], ln["span_id"], ln["trace_state"], ln["attributes"]) for ln in got["links"]
+            (ln["trace_id"], ln["span_id"], ln["trace_state"], ln["flags"], ln["attributes"])
+            for ln in got["links"]
         ] == [
-            (ln.trace_id.hex(), ln.span_id.hex(), ln.trace_state, {"link.attr": "x"})
+            (ln.trace_id.hex(), ln.span_id.hex(), ln.trace_state, ln.flags, LINK_ATTRIBUTES)
             for ln in on_wire[span_id].links
         ]
+        assert all(ln.flags for ln in on_wire[span_id].links)  # the exporter sets them: 0 would prove nothing
+        for link in got["links"]:
+            kinds = {k: type(v) for k, v in link["attributes"].items()}
+            assert kinds == {k: type(v) for k, v in LINK_ATTRIBUTES.items()}
         assert len(got["links"]) == len(want.links)
     root = stored[sent.root_span_id]
     assert root["attributes"]["zero"] == 0 and root["attributes"]["false"] is False

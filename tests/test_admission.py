@@ -99,6 +99,7 @@ def test_memory_bound_sheds_from_its_threshold_and_counts_refusals() -> None:
 
 def test_a_full_queue_is_refused_before_decoding() -> None:
     registry = CollectorRegistry()
+
     def full(signal: str, size: int) -> str | None:
         return "logs queue holds 600 bytes not yet stored" if signal == "logs" and size > 10 else None
 
@@ -264,9 +265,44 @@ def test_http_exports_are_refused_before_their_body_is_read() -> None:
         assert _post(otlp, "/v1/traces", b"x" * 600, "application/x-protobuf").status_code == 200
     assert [call[0] for call in inner.calls] == [0.0, 0.0, 1000.0]
     sample = registry.get_sample_value
-    assert sample("sloscope_export_requests_total", {"signal": "traces", "transport": "http", "code": "429"}) == 2
-    assert sample("sloscope_export_requests_total", {"signal": "traces", "transport": "zipkin", "code": "429"}) == 1
+    assert (
+        sample("sloscope_export_requests_total", {"signal": "traces", "transport": "http", "code": "429"})
+        == 2
+    )
+    assert (
+        sample("sloscope_export_requests_total", {"signal": "traces", "transport": "zipkin", "code": "429"})
+        == 1
+    )
     assert sample("sloscope_admission_inflight_bytes") == 0
+
+
+def test_a_refused_body_that_never_ends_does_not_hold_the_connection() -> None:
+    rss = FakeRss(900 << 20)  # over the bound: every export is refused before its body is read
+    registry = CollectorRegistry()
+    metrics = CollectorMetrics.create(registry)
+    admission = Admission(AdmissionLimits(max_memory_bytes=1000 << 20), registry, rss_reader=rss)
+    app = ReadAdmission(
+        _Receiver(registry), admission, otlp_refusal, metrics.requests, "http", body_timeout=0.2
+    )
+    sent: list[dict] = []
+    chunks = iter([{"type": "http.request", "body": b"xx", "more_body": True}])
+
+    async def receive() -> dict:
+        # Two bytes of a declared thousand, then nothing more, ever.
+        return next(chunks, None) or await asyncio.Event().wait()  # type: ignore[return-value]
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/traces",
+        "headers": [(b"content-length", b"1000"), (b"content-type", b"application/x-protobuf")],
+    }
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), timeout=10))
+    assert sent[0]["status"] == 429
+    assert (b"connection", b"close") in sent[0]["headers"]
 
 
 def _status_message(reply: httpx.Response) -> str:
@@ -327,7 +363,10 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     registry = CollectorRegistry()
     metrics = CollectorMetrics.create(registry)
     writer = OtlpWriter(backend, ["correlation.id"])
-    queues = {s: DurableQueue(s, tmp / "wal" / s, writer, metrics, QueueLimits(max_batch_delay=0.1)) for s in SIGNALS}
+    queues = {
+        s: DurableQueue(s, tmp / "wal" / s, writer, metrics, QueueLimits(max_batch_delay=0.1))
+        for s in SIGNALS
+    }
     for queue in queues.values():
         queue.start()
     # The store is open and has written: what this process holds now is its resting memory.
@@ -353,7 +392,9 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     # As sloscope/app.py wires them: the HTTP receivers behind the check before their bodies are read.
     requests = metrics.requests
     for app in (
-        ReadAdmission(otlp_http.create_app(intake, otlp_http.HttpLimits()), admission, otlp_refusal, requests, "http"),
+        ReadAdmission(
+            otlp_http.create_app(intake, otlp_http.HttpLimits()), admission, otlp_refusal, requests, "http"
+        ),
         ReadAdmission(zipkin.create_app(intake), admission, text_refusal, requests, "zipkin"),
     ):
         sock = socket.create_server(("127.0.0.1", free_port()))
@@ -432,14 +473,19 @@ def test_over_the_bound_every_receiver_refuses_with_a_retry_hint(harness: Harnes
         retry.ParseFromString(trailers[otlp_grpc.RETRY_INFO_KEY])
         assert retry.retry_delay.seconds == 1
 
-        spans = [{"traceId": "a" * 32, "id": "b" * 16, "name": "op", "localEndpoint": {"serviceName": "shed"}}]
+        spans = [
+            {"traceId": "a" * 32, "id": "b" * 16, "name": "op", "localEndpoint": {"serviceName": "shed"}}
+        ]
         reply = httpx.post(f"{harness.zipkin}/api/v2/spans", json=spans)
         assert reply.status_code == 429 and reply.headers["Retry-After"] == "1"
         assert "max_memory_bytes" in reply.text
         assert harness.refused() == before + 3
     # The pressure gone, the same requests are taken.
     wait_until(lambda: not harness.admission.shedding)
-    assert httpx.post(f"{harness.otlp}/v1/traces", content=_request("shed", 1), headers=PROTOBUF).status_code == 200
+    assert (
+        httpx.post(f"{harness.otlp}/v1/traces", content=_request("shed", 1), headers=PROTOBUF).status_code
+        == 200
+    )
     assert isinstance(_grpc_call(harness.grpc, _request("shed", 10)), bytes)
     harness.drain()
     assert _stored(harness, "shed") == 10

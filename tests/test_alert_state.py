@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 
 from alerts import state
 from alerts.state import AlertRecord, advance
 from slo.evaluator import InstanceResult, RuleState
 from slo.model import AlertPolicy, BurnRule, Slo, SpanSli
+from tests.test_slo_spec import errors_of
 
 MIN = 60
 PAGE = BurnRule("page", 3600, 300, Fraction(144, 10))
@@ -97,6 +99,7 @@ def test_two_pairs_of_one_severity_are_one_alert_and_labels_are_ours_first() -> 
         "slo": "checkout",
         "service": "shop",
         "severity": "page",  # the SLO's own 'severity' label cannot replace the alert's
+        "slo_instance": 'checkout{http.route="/a"}',  # one per SLO series: what grouping uses
         "team": "edge",
         "http.route": "/a",
     }
@@ -155,3 +158,21 @@ def test_no_data_keeps_alerts_by_default_resolves_them_with_ok_and_pages_with_al
     records = {}
     touched, _ = state.step(records, [bare], [_no_data(bare, 60)], 60)
     assert [(r.severity, r.state) for r in touched] == [("page", "firing")]
+
+
+def test_every_alert_names_its_slo_instance_and_an_slo_cannot_set_it(tmp_path: Path) -> None:
+    slo = _slo()
+    grouped = dict(state.labels(slo, "ticket", (("http.route", "/b"),)))
+    assert grouped["slo_instance"] == 'checkout{http.route="/b"}'
+    # The no-data alert is about the whole SLO: its instance is the SLO's name.
+    no_data = dict(state.labels(slo, "page", (), state.NO_DATA_ALERTNAME))
+    assert no_data["slo_instance"] == "checkout"
+    # An SLO label of that name would be silently replaced: the spec refuses it, naming file and field.
+    spec = (
+        "slos:\n  - {name: a, service: s, objective: 99, labels: {slo_instance: x},\n"
+        "     sli: {spans: {bad: {error: true}}}}\n"
+    )
+    assert errors_of(tmp_path, spec) == [
+        f"{tmp_path / 'slos.yaml'}:2: slos[0].labels.slo_instance: 'slo_instance' is reserved "
+        "(every SLO's alerts carry it already)"
+    ]

@@ -434,6 +434,7 @@ def test_webhook_trigger_carries_slo_burn_budget_links_and_attribution(world: Wo
         "slo": "checkout",
         "service": "checkout",
         "severity": "page",
+        "slo_instance": "checkout",  # an ungrouped SLO: one series, named after the SLO
         "team": "payments",
     }
     assert alert["startsAt"] == rfc3339(at(13)) and alert["endsAt"] == "0001-01-01T00:00:00Z"

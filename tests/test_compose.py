@@ -367,7 +367,7 @@ def test_dockerfile_lines() -> None:
 
 def test_dockerfile_copies_every_package_and_dockerignore_keeps_them() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    top_level = {p.split(".")[0] for p in project["tool"]["setuptools"]["packages"]}
+    top_level = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
     copied = set()
     for word, rest in _instructions():
         if word == "COPY":

@@ -595,3 +595,23 @@ def test_search_reads_only_the_range_it_asks_for(loaded: Server) -> None:
     # Index analysis leaves a granule or two of the filler's many; day partitions drop whole parts.
     assert table_granules >= 15 and selected <= 3, text
     assert parts[0][0] < parts[0][1], text
+
+
+def test_a_zipkin_error_tag_becomes_one_error_tag(srv: Server) -> None:
+    trace_id = f"{time.time_ns():032x}"
+    span = {
+        "traceId": trace_id,
+        "id": "00000000000000e1",
+        "name": "charge",
+        "timestamp": time.time_ns() // 1000,
+        "duration": 1500,
+        "localEndpoint": {"serviceName": "zipkin-payments"},
+        "tags": {"error": "card declined"},
+    }
+    reply = httpx.post(f"{srv.server.zipkin_url}/api/v2/spans", json=[span])
+    assert reply.status_code == 202, reply.text
+    srv.drain()
+    (trace,) = envelope(srv.jaeger(f"traces/{trace_id}"))["data"]
+    tags = trace["spans"][0]["tags"]
+    assert [t for t in tags if t["key"] == "error"] == [{"key": "error", "type": "bool", "value": True}]
+    assert {"key": "otel.status_description", "type": "string", "value": "card declined"} in tags

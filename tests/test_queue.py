@@ -183,3 +183,55 @@ def test_a_record_frames_its_tenant_and_old_records_read_as_the_default_tenant()
     assert unframe(frame(plain, "acme")) == ("acme", plain)
     with pytest.raises(ValueError, match="not a tenant name"):
         frame(plain, "no spaces")
+
+
+def _poisoned(service: str, n: int, bad: int) -> bytes:
+    """``n`` spans, span ``bad`` with an attribute whose value has the wrong wire type: its string
+    field (1) arrives as a varint. Only the engine, decoding the values, finds it."""
+    req = ExportTraceServiceRequest.FromString(request(service, n, 0))
+    for i, span in enumerate(req.resource_spans[0].scope_spans[0].spans):
+        span.attributes.add(key="k").value.string_value = "POISON" if i == bad else "fine"
+    wire = req.SerializeToString()
+    good_value = b"\x0a\x06POISON"  # AnyValue{string_value: "POISON"}
+    assert wire.count(good_value) == 1
+    return wire.replace(good_value, b"\x08\x05\x08\x05\x08\x05\x08\x05")  # same length, varints
+
+
+def test_of_a_refused_request_every_item_the_engine_takes_is_stored(backend, tmp_path: Path) -> None:  # noqa: ANN001
+    registry = CollectorRegistry()
+    queue = DurableQueue(
+        "traces",
+        tmp_path,
+        OtlpWriter(backend, []),
+        CollectorMetrics.create(registry),
+        QueueLimits(max_batch_delay=0.2, refusals_before_split=1),
+    )
+    queue.submit(_poisoned("half-poisoned", 7, bad=4), 7).result()
+    queue.start()
+    wait_drained(queue)
+    assert count(backend, "half-poisoned") == (6, 6)
+    (quarantined,) = (tmp_path / "quarantine").iterdir()
+    kept = ExportTraceServiceRequest.FromString(
+        quarantined.read_bytes().replace(b"\x08\x05" * 4, b"\x0a\x06POISON")
+    )
+    assert [s.name for s in kept.resource_spans[0].scope_spans[0].spans] == ["op4"]
+    refused = registry.get_sample_value(
+        "sloscope_items_rejected_total", {"signal": "traces", "reason": "store_refused"}
+    )
+    assert refused == 1
+    queue.stop()
+
+    # A replay of the same record (a crash before the checkpoint) splits it the same way: nothing twice.
+    again = DurableQueue(
+        "traces",
+        tmp_path / "again",
+        OtlpWriter(backend, []),
+        metrics(),
+        QueueLimits(max_batch_delay=0.2, refusals_before_split=1),
+    )
+    again._token = queue._token  # the same incarnation's tokens, as after a restart of this log
+    again.submit(_poisoned("half-poisoned", 7, bad=4), 7).result()
+    again.start()
+    wait_drained(again)
+    assert count(backend, "half-poisoned") == (6, 6)
+    again.stop()

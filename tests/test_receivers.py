@@ -94,6 +94,10 @@ TICKET = _alert(
     -0.125,
     "https://runbooks.test/latency",
 )
+#: What every payload carries as the alerts' labels: theirs plus ``slo_instance`` (the SLO and its
+#: group labels), which the alerts above, built by hand, lack.
+PAGE_LABELS = dict(PAGE.labels) | {"slo_instance": 'checkout{region="eu"}'}
+TICKET_LABELS = dict(TICKET.labels) | {"slo_instance": "checkout-latency"}
 ATTRIBUTION = Attribution(
     contributors=(
         Contributor("POST /pay", bad=120, total=4000, http_route="/pay/{id}", service_version="1.4.2"),
@@ -270,11 +274,11 @@ def test_webhook_sends_alertmanager_v4_shape(recorder: Recorder) -> None:
         "fingerprint",
     }
     assert page["status"] == "firing"
-    assert page["labels"] == dict(PAGE.labels)
+    assert page["labels"] == PAGE_LABELS and ticket["labels"] == TICKET_LABELS
     assert page["startsAt"] == "2024-05-01T12:00:00Z"
     assert page["endsAt"] == "0001-01-01T00:00:00Z"
     assert page["generatorURL"] == f"{EXTERNAL}/api/v1/slos/checkout"
-    assert page["fingerprint"] == fingerprint(dict(PAGE.labels)) and len(page["fingerprint"]) == 16
+    assert page["fingerprint"] == fingerprint(PAGE_LABELS) and len(page["fingerprint"]) == 16
     assert page["fingerprint"] != ticket["fingerprint"]
     ann = page["annotations"]
     assert ann["runbook_url"] == "https://runbooks.test/checkout?step=1&x=<2>"
@@ -288,6 +292,7 @@ def test_webhook_sends_alertmanager_v4_shape(recorder: Recorder) -> None:
     assert ann["sloscope_incident_id"] == INCIDENT
     assert "POST /pay (route /pay/{id}, version 1.4.2): 120 bad of 4000" in ann["sloscope_attribution"]
     assert "Error budget remaining: 42.1%" in ann["description"]
+    assert 'SLO instance: checkout{region="eu"}' in ann["description"]
     data = json.loads(ann["sloscope_attribution_json"])
     assert [c["bad"] for c in data["contributors"]] == [120, 7]
     assert [e["trace_id"] for e in data["examples"]] == [
@@ -339,14 +344,14 @@ def test_alertmanager_posts_postable_alerts(recorder: Recorder) -> None:
     assert isinstance(alerts, list) and len(alerts) == 2
     page = alerts[0]
     assert set(page) == {"labels", "annotations", "startsAt", "endsAt", "generatorURL"}
-    assert page["labels"] == dict(PAGE.labels)
+    assert page["labels"] == PAGE_LABELS
     assert page["annotations"]["runbook_url"] == "https://runbooks.test/checkout?step=1&x=<2>"
     assert page["annotations"]["sloscope_burn_rate_long"] == "14.9123"
     assert page["startsAt"] == "2024-05-01T12:00:00Z"
     assert page["endsAt"] == "2024-05-01T14:05:00Z"  # trigger time + firing_ttl: stays firing between repeats
     assert page["generatorURL"] == f"{EXTERNAL}/api/v1/slos/checkout"
     assert [a["endsAt"] for a in resolve.json()] == ["2024-05-01T13:00:00Z"] * 2
-    assert [a["labels"] for a in resolve.json()] == [dict(PAGE.labels), dict(TICKET.labels)]
+    assert [a["labels"] for a in resolve.json()] == [PAGE_LABELS, TICKET_LABELS]
 
 
 def test_alertmanager_default_ttl_and_bad_ttl(recorder: Recorder) -> None:
@@ -405,7 +410,9 @@ def test_pagerduty_events_share_dedup_key_across_trigger_repeat_resolve(recorder
     assert d["error_budget_remaining"] == "42.1%"
     assert d["incident_url"] == f"{EXTERNAL}/incidents/{INCIDENT}"
     assert d["runbook_url"] == "https://runbooks.test/checkout?step=1&x=<2>"
-    assert d["labels"]["region"] == "eu"
+    assert d["labels"] == PAGE_LABELS
+    assert d["slo_instance"] == 'checkout{region="eu"}'
+    assert events[1]["payload"]["custom_details"]["slo_instance"] == "checkout-latency"
     assert d["attribution"]["contributors"][0] == {
         "operation": "POST /pay",
         "bad": 120,
@@ -472,13 +479,15 @@ def test_slack_blocks_and_buttons(recorder: Recorder) -> None:
     assert 'Checkout &lt;b&gt;errors&lt;/b&gt; &amp; "timeouts"' in page["text"]["text"]
     assert [f["text"] for f in page["fields"]] == [
         "*SLO*\ncheckout",
+        '*SLO instance*\ncheckout{region="eu"}',
         "*Service*\ncheckout",
         "*Severity*\npage",
         "*Objective*\n99.9%",
         "*Burn rate*\n14.91x over 1h, 20.31x over 5m (threshold 14.4x)",
         "*Error budget remaining*\n42.1%",
     ]
-    assert body["blocks"][2]["fields"][5]["text"] == "*Error budget remaining*\n-12.5%"
+    assert body["blocks"][2]["fields"][1]["text"] == "*SLO instance*\ncheckout-latency"
+    assert body["blocks"][2]["fields"][6]["text"] == "*Error budget remaining*\n-12.5%"
     context = [e["text"] for e in body["blocks"][3]["elements"]]
     assert context[0] == (
         "*Top contributors:* POST /pay (route /pay/{id}, version 1.4.2): 120 bad of 4000; "
@@ -573,6 +582,8 @@ def test_email_subject_parts_and_escaping(smtp: tuple[SmtpSink, int]) -> None:
         assert "4bf92f3577b34da6a3ce929d0e0e4736" in text and "5b8aa5a2d2c872e8321cf37308d69df2" in text
         assert "ffffffffffffffffffffffffffffffff" not in text  # three examples at most
     assert "Runbook: https://runbooks.test/checkout?step=1&x=<2>" in plain
+    assert '  SLO instance: checkout{region="eu"}' in plain and "  SLO instance: checkout-latency" in plain
+    assert "<th align='left'>SLO instance</th><td>checkout{region=&quot;eu&quot;}</td>" in html
     assert "card declined <script>alert(1)</script>" in plain
     assert "POST /pay (route /pay/{id}, version 1.4.2): 120 bad of 4000" in plain
     assert "<script>" not in html and "<b>errors" not in html

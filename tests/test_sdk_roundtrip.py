@@ -151,3 +151,45 @@ def test_bytes_and_kvlist_values_and_resource_correlation(sloscope, encoding: st
     assert attrs["nested"] == [1, base64.b64encode(inner).decode()]
     assert attrs["unset"] is None
     assert spans[0]["correlation_id"] == "from-resource"
+
+
+def test_event_and_link_attributes_keep_their_kinds_in_both_apis(sloscope) -> None:  # noqa: ANN001
+    """The SDK's typed event and link attributes come back typed from the JSON API, and as typed Jaeger
+    log fields (arrays as JSON text, as Jaeger renders array tags)."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.trace import Link, SpanContext, TraceFlags
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "kinds"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{sloscope.otlp}/v1/traces")))
+    other = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0x00F067AA0BA902B7, True, TraceFlags(1))
+    tracer = provider.get_tracer("kinds.test")
+    with tracer.start_as_current_span("op", links=[Link(other, {"l.int": 5, "l.dbl": 0.25})]) as span:
+        span.add_event("e", {"e.int": 1, "e.bool": True, "e.arr": [1, 2], "e.ratio": 0.5, "e.text": "1"})
+    provider.shutdown()
+    trace_id = format(span.get_span_context().trace_id, "032x")
+
+    def fetch() -> list | None:
+        reply = httpx.get(f"{sloscope.api}/api/v1/traces/{trace_id}")
+        return reply.json()["spans"] if reply.status_code == 200 else None
+
+    (stored,) = wait_until(fetch)
+    attributes = stored["events"][0]["attributes"]
+    assert attributes == {"e.int": 1, "e.bool": True, "e.arr": [1, 2], "e.ratio": 0.5, "e.text": "1"}
+    kinds = [type(v) for v in attributes.values()]
+    assert kinds == [int, bool, list, float, str]  # 1 == True in Python: the kinds themselves
+    (link,) = stored["links"]
+    assert link["attributes"] == {"l.int": 5, "l.dbl": 0.25} and type(link["attributes"]["l.int"]) is int
+
+    reply = httpx.get(f"{sloscope.api}/jaeger/api/traces/{trace_id}")
+    assert reply.status_code == 200, reply.text
+    (jaeger_span,) = reply.json()["data"][0]["spans"]
+    assert jaeger_span["logs"][0]["fields"] == [
+        {"key": "event", "type": "string", "value": "e"},
+        {"key": "e.int", "type": "int64", "value": 1},
+        {"key": "e.bool", "type": "bool", "value": True},
+        {"key": "e.arr", "type": "string", "value": "[1,2]"},
+        {"key": "e.ratio", "type": "float64", "value": 0.5},
+        {"key": "e.text", "type": "string", "value": "1"},
+    ]

@@ -87,7 +87,7 @@ def test_an_empty_log_takes_one_record_larger_than_the_cap(tmp_path: Path) -> No
 
 def test_free_space_reserve_refuses_with_the_numbers(tmp_path: Path) -> None:
     wal = WriteAheadLog(tmp_path, min_free_bytes=1 << 60)  # more than any disk has
-    with pytest.raises(WalFull, match=r"^write-ahead log's disk nearly full: .* free at .*, 1073741824\.0 GiB"):
+    with pytest.raises(WalFull, match=r"^write-ahead log's disk nearly full: .* free, 1073741824\.0 GiB"):
         wal.submit(b"z", 1)
     assert "min_free_disk_bytes" in wal.problem()
     wal.min_free_bytes = 1  # as if space had been freed: /readyz must notice without a new record
@@ -388,3 +388,20 @@ def _status_message(reply: httpx.Response) -> str:
     status = status_pb2.Status()
     status.ParseFromString(reply.content)
     return status.message
+
+
+def test_readiness_reflects_the_disk_floor_at_once_and_shows_no_path(tmp_path: Path) -> None:
+    data_dir = tmp_path / "floor"
+    with in_process(data_dir) as server:
+        for queue in server.server.queues.values():
+            queue.wal.min_free_bytes = 1 << 60  # as if the disk had filled up: more than any disk has
+        ready = httpx.get(f"{server.api}/readyz")  # before any export was refused
+        assert ready.status_code == 503
+        assert "disk nearly full" in ready.text and "min_free_disk_bytes" in ready.text
+        refused = httpx.post(
+            f"{server.otlp}/v1/traces", content=_request(1), headers={"Content-Type": "application/x-protobuf"}
+        )
+        assert refused.status_code == 503
+        assert "disk nearly full" in refused.text and "store is behind" not in refused.text
+        for answer in (ready.text, refused.text, httpx.get(f"{server.api}/readyz").text):
+            assert str(tmp_path) not in answer and str(data_dir.resolve()) not in answer

@@ -246,7 +246,7 @@ def test_hand_built_spans_cover_kinds_tags_annotations_and_errors(zipkin_server:
     assert (client["kind"], client["parent_span_id"]) == ("CLIENT", "0000000000000001")
     assert client["status"] == {"code": "ERROR", "message": ""}  # error=true: status only, tag dropped
     assert client["attributes"] == {"service.peer.name": "inventory"}
-    assert client["scope"] == {"name": "brave", "version": "5.16"}
+    assert client["scope"] == {"name": "brave", "version": "5.16", "attributes": {}, "schema_url": ""}
 
     shared = spans["3"]
     assert (shared["kind"], shared["service_name"]) == ("SERVER", "inventory")

@@ -1,7 +1,8 @@
 """The JSON explore API: service map, trace search and lookup, log search, correlations.
 
-Paths are absolute (``/api/v1/...``): include the router without a prefix. Times are RFC 3339 or
-unix milliseconds; bad parameters are answered with 400 and ``{"detail": message}``. See docs/api.md.
+Paths are absolute (``/api/v1/...``): include the router without a prefix. Times are ``now``,
+``now-2h``, RFC 3339 or unix milliseconds, read exactly; bad parameters are answered with 400 and
+``{"detail": message}``. See docs/api.md.
 """
 
 from __future__ import annotations
@@ -85,9 +86,10 @@ def router(backend: Backend) -> APIRouter:
 
     @api.get("/api/v1/traces")
     def find_traces(request: Request) -> dict[str, Any]:
-        """Trace summaries, newest first; a trace matches if one span matches every filter."""
+        """One page of trace summaries, newest trace start first, the number of matching traces, and
+        the cursor of the next page; a trace matches if one span matches every filter."""
         params = request.query_params
-        known = {"service", "operation", "attr", "min_duration_ms", "max_duration_ms", "status"}
+        known = {"service", "operation", "attr", "min_duration_ms", "max_duration_ms", "status", "cursor"}
         _only_known(params, known | {"start", "end", "limit"})
         window = parse_range(_single(params, "start") or None, _single(params, "end") or None)
         query = explore.TraceSearch(
@@ -100,9 +102,10 @@ def router(backend: Backend) -> APIRouter:
             max_duration_ns=_duration_ms(params, "max_duration_ms"),
             status=_single(params, "status").lower(),
             limit=parse_limit(_single(params, "limit") or None, *TRACE_LIMIT),
+            cursor=_single(params, "cursor"),
         )
-        found = call_store(lambda: explore.search_traces(backend, query))
-        return {"traces": found}
+        page = call_store(lambda: explore.search_trace_page(backend, query))
+        return {"traces": page.traces, "total": page.total, "next_cursor": page.next_cursor or None}
 
     @api.get("/api/v1/traces/{trace_id}")
     def get_trace(trace_id: str) -> dict[str, Any]:

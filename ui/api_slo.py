@@ -1,12 +1,14 @@
 """JSON API of the SLOs: budgets and burn rates at any instant, and the stored evaluation history.
 
-* ``GET /api/v1/slos?at=``: every SLO instance evaluated at ``at`` (default now).
-* ``GET /api/v1/slos/{name}?at=``: the instances of one SLO (its group values).
+* ``GET /api/v1/slos?at=&period=``: every SLO instance evaluated at ``at`` (default now).
+* ``GET /api/v1/slos/{name}?at=&period=``: the instances of one SLO (its group values).
 * ``GET /api/v1/slos/{name}/history?start=&end=&group=&limit=``: stored evaluations (default: the
   last 24 hours), oldest first per group; ``group`` is the group's JSON (``{"tenant":"a"}``).
 
 ``at``/``start``/``end`` are RFC 3339 or unix milliseconds; evaluation times are whole minutes.
-The answers are those of ``sloscope slo report --format json``.
+``period`` is ``current`` (default: the window at ``at``) or ``previous``: the period that closed
+before it, evaluated at the instant it closed (each result's ``at``), with ``met`` its verdict.
+The answers are those of ``sloscope slo report --format json [--period]``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,16 @@ def _instant_ns(value: str, name: str) -> int:
         raise bad_request(f"{name}: {value!r} is out of range") from None
 
 
-def _at_s(at: str | None, slos: Sequence[Slo]) -> int:
+def _period(period: str | None) -> str:
+    """``period`` checked: current (the default) or previous."""
+    if period is None or period == "":
+        return "current"
+    if period not in evaluator.PERIODS:
+        raise bad_request(f"period: {period!r} must be one of {', '.join(evaluator.PERIODS)}")
+    return period
+
+
+def _at_s(at: str | None, slos: Sequence[Slo], period: str = "current") -> int:
     """``at`` in unix seconds (default now), refused when the store cannot answer for it: past 2106, or
     so early that an SLO's windows would reach before 1970 (the store's times start there)."""
     if not at:
@@ -49,7 +60,7 @@ def _at_s(at: str | None, slos: Sequence[Slo]) -> int:
     if not 0 <= at_s <= MAX_AT_S:
         raise bad_request(f"at: {at!r} is out of range (1970-01-01 to 2106-02-07)")
     for slo in slos:
-        if evaluator.data_start_s(slo, at_s) < 0:
+        if evaluator.period_reach_s(slo, at_s, period) < 0:
             raise bad_request(f"at: {at!r} is too early: SLO {slo.name!r} would read data from before 1970")
     return at_s
 
@@ -66,20 +77,28 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
         return slo
 
     @api.get("/api/v1/slos")
-    def list_slos(request: Request, at: str | None = None) -> dict[str, Any]:
-        """Every SLO instance: SLI, budget, burn rates and alert rules at ``at``."""
+    def list_slos(request: Request, at: str | None = None, period: str | None = None) -> dict[str, Any]:
+        """Every SLO instance: SLI, budget, burn rates and alert rules at ``at`` (or of the period
+        that closed before it)."""
+        which = _period(period)
         slos = catalog.visible(request)
-        at_s = _at_s(at, slos)
-        results = call_store(lambda: evaluator.evaluate(backend, slos, at_s))
-        return {"at": at_s - at_s % 60, "slos": [evaluator.as_dict(r) for r in results]}
+        at_s = _at_s(at, slos, which)
+        results = call_store(lambda: evaluator.evaluate_period(backend, slos, at_s, which))
+        return {"at": at_s - at_s % 60, "period": which, "slos": [evaluator.as_dict(r) for r in results]}
 
     @api.get("/api/v1/slos/{name}")
-    def get_slo(request: Request, name: str, at: str | None = None) -> dict[str, Any]:
-        """One SLO's instances at ``at``."""
+    def get_slo(request: Request, name: str, at: str | None = None, period: str | None = None) -> dict[str, Any]:
+        """One SLO's instances at ``at`` (or of the period that closed before it)."""
+        which = _period(period)
         slo = find(request, name)
-        at_s = _at_s(at, [slo])
-        results = call_store(lambda: evaluator.evaluate_slo(backend, slo, at_s))
-        return {"at": at_s - at_s % 60, "slo": name, "instances": [evaluator.as_dict(r) for r in results]}
+        at_s = _at_s(at, [slo], which)
+        results = call_store(lambda: evaluator.evaluate_period(backend, [slo], at_s, which))
+        return {
+            "at": at_s - at_s % 60,
+            "period": which,
+            "slo": name,
+            "instances": [evaluator.as_dict(r) for r in results],
+        }
 
     @api.get("/api/v1/slos/{name}/history")
     def get_history(

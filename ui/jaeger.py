@@ -17,6 +17,8 @@ Decisions where Jaeger leaves room (noted here because clients see them):
 * Trace ids whose upper 64 bits are zero print as 16 hex digits, as Jaeger prints them; ids of up to
   32 hex digits are accepted and zero-padded.
 * No adjusters run (clock skew, span-id deduplication): traces are shown as stored.
+* Like the translator, the model has no place for scope attributes, schema URLs or link flags: only
+  the JSON API (``/api/v1/traces/{id}``) returns them.
 """
 
 from __future__ import annotations
@@ -237,13 +239,16 @@ def _span_tags(span: Mapping[str, Any]) -> list[dict[str, Any]]:
         tags.append(_string_kv("otel.scope.name", scope["name"]))
     if scope["version"]:
         tags.append(_string_kv("otel.scope.version", scope["version"]))
-    tags.extend(_kv(k, v) for k, v in span["attributes"].items())
+    failed = span["status"]["code"] == "ERROR"
+    # A failed span's own ``error`` attribute (Zipkin's error tag, whose text is already the status
+    # message) gives way to the one bool tag that Jaeger UI and Grafana read as "this span failed".
+    tags.extend(_kv(k, v) for k, v in span["attributes"].items() if not (failed and k == "error"))
     if span["kind"] in _SPAN_KIND_TAG:
         tags.append(_string_kv("span.kind", _SPAN_KIND_TAG[span["kind"]]))
     status = span["status"]
     if status["code"] in ("OK", "ERROR"):
         tags.append(_string_kv("otel.status_code", status["code"]))
-    if status["code"] == "ERROR":
+    if failed:
         tags.append({"key": "error", "type": "bool", "value": True})
     if status["message"]:
         tags.append(_string_kv("otel.status_description", status["message"]))
@@ -270,16 +275,14 @@ def _references(span: Mapping[str, Any]) -> list[dict[str, str]]:
 
 
 def _logs(span: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """A log per event: its name as field ``event`` (unless an attribute has that key), then attributes.
-
-    Event attributes are stored as text without their kinds, so they are string fields.
-    """
+    """A log per event: its name as field ``event`` (unless an attribute has that key), then attributes,
+    typed as span tags are (events stored before migration 0011 have no kinds: string fields)."""
     logs = []
     for event in span["events"]:
         fields = []
         if event["name"] and "event" not in event["attributes"]:
             fields.append(_string_kv("event", event["name"]))
-        fields.extend(_string_kv(k, v) for k, v in event["attributes"].items())
+        fields.extend(_kv(k, v) for k, v in event["attributes"].items())
         logs.append({"timestamp": int(event["time_unix_nano"]) // 1000, "fields": fields})
     return logs
 

@@ -3,7 +3,8 @@
 * ``GET /slos``: every SLO instance with its SLI, objective, budget left, burn rates and alert state.
 * ``GET /slos/{name}?group=&last=``: one SLO: the budget burn-down over its window, a burn-rate chart
   per alert rule with the rule's factor drawn, the alert windows, the top contributors to the burn
-  in the last hour with example failing traces, and the SLO's open incidents.
+  in the last hour with example failing traces, the SLO's open incidents, and the previous (closed)
+  period's final SLI, budget consumed and whether it was met.
 * ``GET /incidents?status=``: incidents, open first.
 * ``GET /incidents/{id}``: its timeline (state changes, notifications and every delivery attempt),
   runbook, SLOs, example traces with their log lines, and the Acknowledge and Silence forms.
@@ -38,7 +39,7 @@ from alerts.silences import format_matcher, is_active, matches_all
 from alerts.state import ALERTNAME
 from slo import evaluator, sli
 from slo.model import MINUTE_S, Slo, format_duration, parse_duration
-from slo.windows import floor_minute, window_bounds
+from slo.windows import floor_minute, previous_period, window_bounds
 from store.backend import Backend, StoreError
 from ui import web
 from ui.auth import require
@@ -234,6 +235,7 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
             extra_query={"group": request.query_params["group"]} if "group" in request.query_params else {},
             rows=[row(r, firing) for r in data["results"]],
             current=row(data["current"], firing) if data["current"] else None,
+            previous=data["previous"],
             annotations=annotations(slo),
             runbook=link_url(slo.annotation_map.get("runbook_url", "")),
             dashboard=link_url(slo.annotation_map.get("dashboard_url", "")),
@@ -367,6 +369,7 @@ def _slo_data(
     out: dict[str, Any] = {
         "results": results,
         "current": current,
+        "previous": _previous_data(backend, slo, wanted or (current.group if current else None), now),
         "charts": None,
         "attribution": None,
         "attribution_error": "",
@@ -423,6 +426,18 @@ def _slo_data(
         # The charts and tables above still stand; say why this part is missing.
         out["attribution_error"] = str(exc)
     return out
+
+
+def _previous_data(
+    backend: Backend, slo: Slo, group: tuple[tuple[str, str], ...] | None, now: int
+) -> dict[str, Any]:
+    """The period that closed before the current one: its bounds and its final results (of ``group``
+    when one is chosen, else of every instance), evaluated at the instant it closed."""
+    bounds = previous_period(slo.window, now)
+    results = evaluator.evaluate_previous_slo(backend, slo, now)
+    if group is not None:
+        results = [r for r in results if r.group == group or r.error]
+    return {"start": bounds.start_s, "end": bounds.end_s, "results": results}
 
 
 # -- data of the incident page -----------------------------------------------------------------------

@@ -113,9 +113,17 @@ def _url(path: str, params: list[tuple[str, str]]) -> str:
     return path + ("?" + urlencode(params) if params else "")
 
 
+def _exact_ms(ns: int) -> str:
+    """Unix nanoseconds as exact unix milliseconds (decimals when needed), as the API parses them."""
+    if ns < 0:
+        return "-" + _exact_ms(-ns)
+    whole, rest = divmod(ns, 10**6)
+    return f"{whole}.{rest:06d}" if rest else str(whole)
+
+
 def _api_range(window: Range) -> list[tuple[str, str]]:
-    """The page's range as the JSON API takes it (unix milliseconds: the same data as the page)."""
-    return [("start", str(window.start_ns // 10**6)), ("end", str(window.end_ns // 10**6))]
+    """The page's range as the JSON API takes it (exact unix milliseconds: the same data as the page)."""
+    return [("start", _exact_ms(window.start_ns)), ("end", _exact_ms(window.end_ns))]
 
 
 def _range_links(request: Request, keep: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -215,13 +223,26 @@ def _scatter(found: list[dict[str, Any]], window: Range) -> dict[str, Any]:
     }
 
 
-def _trace_search(backend: Backend, request: Request) -> tuple[SearchForm, Range, list[dict] | None, str]:
-    """The form, range, found traces (None when the search is refused) and the JSON twin's URL."""
+@dataclass
+class TraceResults:
+    """What the trace-search page shows: the form, range, page of traces (None when the search is
+    refused), the JSON twin's URL and the next page's URL ('' after the last page)."""
+
+    form: SearchForm
+    window: Range
+    page: explore.TracePage | None
+    json_url: str
+    next_url: str
+
+
+def _trace_search(backend: Backend, request: Request) -> TraceResults:
+    """The search of the page's URL; a refused one is the form's error, not an error page."""
     form = _form(request, TRACE_PARAMS)
     window = time_range(request)
     params = request.query_params
+    page: explore.TracePage | None = None
     try:
-        _check_known(request, TRACE_PARAMS | RANGE_PARAMS)
+        _check_known(request, TRACE_PARAMS | RANGE_PARAMS | {"cursor"})
         attrs = [explore.parse_attr(a) for a in form.attrs] if form.attrs else []
         query = explore.TraceSearch(
             start_ns=window.start_ns,
@@ -235,18 +256,21 @@ def _trace_search(backend: Backend, request: Request) -> tuple[SearchForm, Range
             limit=_parse(
                 lambda: parse_limit(params.get("limit", "").strip() or None, *api_explore.TRACE_LIMIT)
             ),
+            cursor=_parse(lambda: api_explore._single(params, "cursor")).strip(),
         )
-        found = _store(lambda: explore.search_traces(backend, query))
+        page = _store(lambda: explore.search_trace_page(backend, query))
     except ValueError as exc:  # parse_attr
         form.error = str(exc)
-        found = None
     except PageError as exc:
         if exc.status_code != 400:
             raise
         form.error = exc.message
-        found = None
-    json_url = _url("/api/v1/traces", [*_filled(request, TRACE_PARAMS), *_api_range(window)])
-    return form, window, found, json_url
+    search = [*_filled(request, TRACE_PARAMS), *_api_range(window)]
+    cursor = [("cursor", v) for v in params.getlist("cursor")[:1] if v.strip()]
+    # The next page keeps this page's range as exact times: with `last=1h` it would move with the clock,
+    # and the count and the cursor's place would belong to another range.
+    next_url = _url("/traces", [*search, ("cursor", page.next_cursor)]) if page and page.next_cursor else ""
+    return TraceResults(form, window, page, _url("/api/v1/traces", [*search, *cursor]), next_url)
 
 
 # -- the trace view ----------------------------------------------------------------------------
@@ -376,7 +400,7 @@ def layout(spans: list[dict[str, Any]], logs: list[dict[str, Any]], q: str = "")
                     {
                         "offset_ms": (int(e["time_unix_nano"]) - starts[i]) / 1e6,  # from the span start
                         "name": e["name"],
-                        "attributes": sorted(e["attributes"].items()),
+                        "attributes": [(k, typed(v)[0]) for k, v in sorted(e["attributes"].items())],
                     }
                     for e in s["events"]
                 ],
@@ -384,7 +408,7 @@ def layout(spans: list[dict[str, Any]], logs: list[dict[str, Any]], q: str = "")
                     {
                         **link,
                         "valid": bool(traces.TRACE_ID.match(link["trace_id"])),
-                        "attributes": sorted(link["attributes"].items()),
+                        "attributes": [(k, typed(v)[0]) for k, v in sorted(link["attributes"].items())],
                     }
                     for link in s["links"]
                 ],
@@ -492,7 +516,9 @@ def router(backend: Backend) -> APIRouter:
     @pages.get("/traces", response_class=HTMLResponse)
     def trace_search(request: Request) -> HTMLResponse:
         """Trace search: filters in the URL, results as a list and a duration-over-time scatter."""
-        form, window, found, json_url = _trace_search(backend, request)
+        results = _trace_search(backend, request)
+        form, window, page = results.form, results.window, results.page
+        found = page.traces if page else None
         keep = _filled(request, TRACE_PARAMS)
         services = _store(lambda: search.services(backend, window.start_ns, window.end_ns))
         service = form.values.get("service", "").strip()
@@ -515,13 +541,15 @@ def router(backend: Backend) -> APIRouter:
             form=form,
             range=window,
             found=found,
+            total=page.total if page else 0,
+            next_url=results.next_url,
             scatter=_scatter(found, window) if found else None,
             services=services,
             operations=operations,
             statuses=list(explore.STATUSES),
             range_links=_range_links(request, keep),
             permalink=_url("/traces", [*keep, *_filled(request, RANGE_PARAMS)]),
-            json_url=json_url,
+            json_url=results.json_url,
             **HELPERS,
         )
 

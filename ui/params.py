@@ -7,11 +7,11 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TypeVar
 
 from fastapi import HTTPException
 
+from slo import instants
 from store.backend import StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -45,21 +45,16 @@ def bad_request(message: str) -> HTTPException:
     return HTTPException(400, message)
 
 
-def parse_time(value: str, name: str) -> int:
-    """RFC 3339 (``2026-11-22T10:00:00Z``) or unix milliseconds, as unix nanoseconds."""
-    text = value.strip()
-    if re.fullmatch(r"-?\d+(\.\d+)?", text):
-        try:
-            return int(float(text) * 1_000_000)
-        except OverflowError:  # float('1' * 400) is inf
-            raise bad_request(f"{name}: {value[:40]!r}... is out of range") from None
+def parse_time(value: str, name: str, now_ns: int | None = None) -> int:
+    """``now``, ``now-2h`` (before ``now_ns``, default the clock), RFC 3339 (``2026-11-22T10:00:00Z``,
+    any fraction of a second) or unix milliseconds (decimals allowed), as exact unix nanoseconds;
+    400 naming ``name`` otherwise. The CLI reads times with the same parser (``slo/instants.py``)."""
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise bad_request(f"{name}: {value!r} is neither RFC 3339 nor unix milliseconds") from None
-    if parsed.tzinfo is None:
-        raise bad_request(f"{name}: {value!r} has no time zone (add Z or an offset)")
-    return int(parsed.timestamp() * 1_000_000) * 1000
+        return instants.parse_instant_ns(
+            value, name, time.time_ns() if now_ns is None else now_ns, instants.UNIX_MILLISECONDS
+        )
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -70,8 +65,9 @@ class TimeRange:
 
 def parse_range(start: str | None, end: str | None, default_ns: int = DEFAULT_RANGE_NS) -> TimeRange:
     """[start, end): ``end`` defaults to now, ``start`` to ``end`` minus ``default_ns``."""
-    end_ns = parse_time(end, "end") if end else time.time_ns()
-    start_ns = parse_time(start, "start") if start else end_ns - default_ns
+    now_ns = time.time_ns()  # one reading: start=now-1h&end=now is exactly an hour
+    end_ns = parse_time(end, "end", now_ns) if end else now_ns
+    start_ns = parse_time(start, "start", now_ns) if start else end_ns - default_ns
     if start_ns >= end_ns:
         raise bad_request(f"start must be before end (got start={start}, end={end})")
     return TimeRange(start_ns, end_ns)

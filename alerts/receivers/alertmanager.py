@@ -47,7 +47,7 @@ def postable_alert(notification: Notification, alert: Alert, firing_ttl_s: int) 
     else:
         ends = notification.at_s + firing_ttl_s
     return {
-        "labels": alert.label_map,
+        "labels": c.labels(alert),
         "annotations": annotations(notification, alert),
         "startsAt": c.rfc3339(starts),
         "endsAt": c.rfc3339(ends),

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from alerts.model import Alert, Attribution, Contributor, ExampleTrace, Notification
+from alerts.model import SLO_INSTANCE_LABEL, Alert, Attribution, Contributor, ExampleTrace, Notification
+from alerts.silences import alert_labels
 
 #: Alertmanager's ``endsAt`` for an alert that has not ended (Go's zero time).
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -134,10 +135,24 @@ def burn_text(alert: Alert) -> str:
     return f"{rate(p.long_burn_rate)} over {p.long}, {rate(p.short_burn_rate)} over {p.short} (threshold {p.factor:g}x)"
 
 
+def labels(alert: Alert) -> dict[str, str]:
+    """The labels a payload carries: the alert's, with ``slo_instance`` even on an alert built
+    without it (the policy matches on the same set)."""
+    return alert_labels(alert)
+
+
+def instance(alert: Alert) -> str:
+    """The alert's SLO instance: ``checkout``, or ``checkout{region="eu"}`` for one series of a
+    grouped SLO (the ``slo_instance`` label)."""
+    return labels(alert)[SLO_INSTANCE_LABEL]
+
+
 def facts(alert: Alert) -> list[tuple[str, str]]:
-    """The labelled facts every message shows for an alert."""
+    """The labelled facts every message shows for an alert. The SLO instance is shown even when it is
+    just the SLO's name, so every message has the same fields to parse."""
     return [
         ("SLO", alert.slo),
+        ("SLO instance", instance(alert)),
         ("Service", alert.service),
         ("Severity", alert.severity),
         ("Objective", objective_text(alert)),

@@ -37,6 +37,7 @@ def custom_details(notification: Notification, alert: Alert) -> dict[str, Any]:
     ann = alert.annotation_map
     details: dict[str, Any] = {
         "slo": alert.slo,
+        "slo_instance": c.instance(alert),
         "service": alert.service,
         "severity": alert.severity,
         "state": alert.state,
@@ -45,7 +46,7 @@ def custom_details(notification: Notification, alert: Alert) -> dict[str, Any]:
         "burn_rate_threshold": alert.pair.factor if alert.pair else None,
         "error_budget_remaining": c.percent(alert.error_budget_remaining),
         "firing_since": c.rfc3339(alert.firing_since_s) if alert.firing_since_s is not None else None,
-        "labels": alert.label_map,
+        "labels": c.labels(alert),
         "incident_id": notification.incident_id,
         "incident_url": notification.incident_url,
         "runbook_url": ann.get("runbook_url", ""),

@@ -65,7 +65,7 @@ def annotations(notification: Notification, alert: Alert) -> dict[str, str]:
 
 def alert_json(notification: Notification, alert: Alert) -> dict[str, Any]:
     """One alert as Alertmanager's webhook writes it."""
-    labels = alert.label_map
+    labels = c.labels(alert)
     starts = alert.firing_since_s if alert.firing_since_s is not None else notification.at_s
     if alert.state == "resolved":
         ends = c.rfc3339(alert.resolved_at_s if alert.resolved_at_s is not None else notification.at_s)

@@ -15,12 +15,15 @@ ZERO_TRACE = "toFixedString('', 16)"
 # -- service map -------------------------------------------------------------------------------
 # A call is a child span whose parent span is in another service. A materialized view cannot join a
 # parent and a child that arrive in different batches, so edges come from a self-join bounded by time
-# on both sides, run when asked for (recent minutes) and once per finished minute by the roll-up
-# (store/service_map.py, store/sql/service_map.py). The child side is [start, end] and non-root spans
-# only; the parent side is [parent_start, end], parent_start = start - slack, because a parent starts
-# before its child (a parent more than the slack earlier is not seen). The join is hash-join first and
-# falls back to a merge join when it passes max_bytes_in_join ('auto'), so a wide range costs time
-# rather than unbounded memory.
+# on both sides, run when asked for (recent minutes, minutes with late spans) and per finished minute
+# by the roll-up, again whenever spans arrive for it (store/service_map.py, store/sql/service_map.py).
+# The child side is [start, end] and non-root spans only. A parent counts if it started at most
+# {slack} ns before its child or {skew} ns after it (clock skew between hosts): a rule on the pair
+# alone, never on the range asked for, so that every range, stored minute and joined stretch agree
+# and a wider range never has fewer calls. The parent side reads [parent_start, parent_end] =
+# [start - slack, end + skew], the most that rule can need (store/service_map.py join_params). The
+# join is hash-join first and falls back to a merge join when it passes max_bytes_in_join ('auto'),
+# so a wide range costs time rather than unbounded memory.
 # Latency is that of the child (callee) spans, as a caller-side client span may be missing, counted in
 # red_1m's histogram buckets (LATENCY_BUCKET) so that stored and joined minutes merge exactly.
 
@@ -45,10 +48,10 @@ _DEPENDENCY_BUCKETS = f"""
 SELECT parent.service_name AS caller, child.service_name AS callee, {{bucket}} lat_bucket,
     count() AS n, countIf(child.status_code = 'ERROR') AS n_err, sum(child.duration) AS dur
 FROM (
-    SELECT trace_id, span_id, service_name, tenant
+    SELECT trace_id, span_id, service_name, tenant, timestamp
     FROM spans
     PREWHERE timestamp >= fromUnixTimestamp64Nano({{{{parent_start:Int64}}}})
-         AND timestamp <= fromUnixTimestamp64Nano({{{{end:Int64}}}})
+         AND timestamp <= fromUnixTimestamp64Nano({{{{parent_end:Int64}}}})
 ) AS parent
 INNER JOIN (
     SELECT trace_id, parent_span_id, service_name, tenant, timestamp, duration, status_code,
@@ -60,6 +63,8 @@ INNER JOIN (
 ) AS child ON child.trace_id = parent.trace_id AND child.parent_span_id = parent.span_id
     AND child.tenant = parent.tenant
 WHERE parent.service_name != child.service_name
+  AND toUnixTimestamp64Nano(parent.timestamp) - toUnixTimestamp64Nano(child.timestamp)
+      BETWEEN -{{{{slack:Int64}}}} AND {{{{skew:Int64}}}}
 GROUP BY caller, callee, {{bucket_key}} lat_bucket
 """
 #: Edge sums per latency bucket over the whole range.
@@ -102,33 +107,62 @@ ORDER BY caller, callee, bucket_s
 {_JOIN_SETTINGS}
 """
 
-# -- trace search ------------------------------------------------------------------------------
-# Trace ids with ONE span meeting every criterion (Jaeger's semantics), newest matching span first.
-# {eq_keys}/{eq_values}: attribute equality, on the span's attributes or else its resource's.
-# {num_keys}/{num_ops}/{num_values}: numeric comparisons ('>', '>=', '<', '<=') of the attribute read
-# as a number; a missing or non-numeric value is NaN, which compares false.
-# {status}: a stored status code ('ERROR', 'OK', 'UNSET') or '' for any.
-SEARCH_TRACE_IDS = """
-SELECT lower(hex(trace_id)) AS trace_hex, toUnixTimestamp64Nano(max(timestamp)) AS latest
-FROM spans
-PREWHERE timestamp >= fromUnixTimestamp64Nano({start:Int64}) AND timestamp <= fromUnixTimestamp64Nano({end:Int64})
-  AND ({service:String} = '' OR service_name = {service:String})
-  AND ({operation:String} = '' OR name = {operation:String})
-  AND duration >= {min_duration:UInt64} AND duration <= {max_duration:UInt64}
-  AND ({status:String} = '' OR status_code = {status:String})
-WHERE arrayAll(
-      (k, v) -> (mapContains(attributes, k) AND attributes[k] = v)
-        OR (mapContains(resource_attributes, k) AND resource_attributes[k] = v),
+# -- trace and log search ----------------------------------------------------------------------
+# Attribute filters of both searches. The item's own attribute decides when it has the key; only
+# then its resource's: a span attribute deployment.environment=canary hides the resource's =prod.
+# {eq_keys}/{eq_values}: text equality. {num_keys}/{num_ops}/{num_values}: numeric comparisons
+# ('>', '>=', '<', '<=') of the value read as a number; a missing or non-numeric value is NaN, which
+# compares false.
+ATTR_FILTERS = """arrayAll(
+      (k, v) -> multiIf(mapContains(attributes, k), attributes[k] = v,
+                        mapContains(resource_attributes, k), resource_attributes[k] = v, false),
       {eq_keys:Array(String)}, {eq_values:Array(String)})
   AND arrayAll(
       (op, v, x) -> multiIf(op = '>', x > v, op = '>=', x >= v, op = '<', x < v, op = '<=', x <= v, false),
       {num_ops:Array(String)}, {num_values:Array(Float64)},
       arrayMap(k -> ifNull(toFloat64OrNull(
           if(mapContains(attributes, k), attributes[k], resource_attributes[k])), nan),
-        {num_keys:Array(String)}))
-GROUP BY trace_id
-ORDER BY latest DESC, trace_hex
-LIMIT {limit:UInt32}
+        {num_keys:Array(String)}))"""
+
+# Spans meeting every criterion of a trace search; a trace matches if ONE of its spans does (Jaeger's
+# semantics). {status}: a stored status code ('ERROR', 'OK', 'UNSET') or '' for any.
+_MATCHING_SPANS = f"""
+    FROM spans
+    PREWHERE timestamp >= fromUnixTimestamp64Nano({{start:Int64}})
+      AND timestamp <= fromUnixTimestamp64Nano({{end:Int64}})
+      AND ({{service:String}} = '' OR service_name = {{service:String}})
+      AND ({{operation:String}} = '' OR name = {{operation:String}})
+      AND duration >= {{min_duration:UInt64}} AND duration <= {{max_duration:UInt64}}
+      AND ({{status:String}} = '' OR status_code = {{status:String}})
+    WHERE {ATTR_FILTERS}"""
+
+# One page of matching traces, newest trace start first, ties by trace id: a total order, so that
+# pages never overlap and never skip. A trace's start is its earliest span from {lookback} (start
+# minus store/explore.py's TRACE_START_LOOKBACK_NS) to {end}: the true start for every trace that
+# began less than the lookback before the range, read in one bounded pass (the whole trace of every
+# match, without time bounds, would read whole days through the by_trace projection).
+# total: the number of matching traces, counted before the page is cut out. {after} with
+# {after_start}/{after_trace}: only the traces after that one (the page's cursor).
+SEARCH_TRACE_PAGE = f"""
+SELECT trace_hex, start_ns, total
+FROM (
+    SELECT lower(hex(trace_id)) AS trace_hex, toUnixTimestamp64Nano(min(timestamp)) AS start_ns,
+        count() OVER () AS total
+    FROM spans
+    PREWHERE timestamp >= fromUnixTimestamp64Nano({{lookback:Int64}})
+      AND timestamp <= fromUnixTimestamp64Nano({{end:Int64}})
+      AND trace_id IN (SELECT trace_id {_MATCHING_SPANS})
+    GROUP BY trace_id
+)
+WHERE NOT {{after:Bool}} OR start_ns < {{after_start:Int64}}
+   OR (start_ns = {{after_start:Int64}} AND trace_hex > {{after_trace:String}})
+ORDER BY start_ns DESC, trace_hex
+LIMIT {{limit:UInt32}}
+"""
+
+# The number of matching traces alone (for a cursor past the last match, where no row carries it).
+COUNT_TRACES = f"""
+SELECT uniqExact(trace_id) AS total {_MATCHING_SPANS}
 """
 
 # One summary per trace in {trace_ids} (read through the by_trace projection). The root
@@ -180,16 +214,7 @@ FROM logs
 PREWHERE timestamp >= fromUnixTimestamp64Nano({{start:Int64}}) AND timestamp <= fromUnixTimestamp64Nano({{end:Int64}})
   AND ({{service:String}} = '' OR service_name = {{service:String}})
   AND severity_number >= {{severity_min:UInt8}}
-WHERE arrayAll(
-      (k, v) -> (mapContains(attributes, k) AND attributes[k] = v)
-        OR (mapContains(resource_attributes, k) AND resource_attributes[k] = v),
-      {{eq_keys:Array(String)}}, {{eq_values:Array(String)}})
-  AND arrayAll(
-      (op, v, x) -> multiIf(op = '>', x > v, op = '>=', x >= v, op = '<', x < v, op = '<=', x <= v, false),
-      {{num_ops:Array(String)}}, {{num_values:Array(Float64)}},
-      arrayMap(k -> ifNull(toFloat64OrNull(
-          if(mapContains(attributes, k), attributes[k], resource_attributes[k])), nan),
-        {{num_keys:Array(String)}}))
+WHERE {ATTR_FILTERS}
 """
 LOG_TRACE_FILTER = "trace_id = unhex({trace_id:String})"
 LOG_CORRELATION_FILTER = "correlation_id = {correlation_id:String}"

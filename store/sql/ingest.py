@@ -40,11 +40,14 @@ SPAN = (
     f"attributes {KEY_VALUES}, dropped_attributes_count UInt32, "
     f"events Array(Tuple(time_unix_nano UInt64, name String, attributes {KEY_VALUES})), "
     "dropped_events_count UInt32, "
-    f"links Array(Tuple(trace_id String, span_id String, trace_state String, attributes {KEY_VALUES})), "
-    "dropped_links_count UInt32, status Tuple(message String, code Int32))"
+    f"links Array(Tuple(trace_id String, span_id String, trace_state String, attributes {KEY_VALUES}, "
+    "flags UInt32)), dropped_links_count UInt32, status Tuple(message String, code Int32))"
 )
+# Spans also keep their scope's attributes and both schema URLs (logs and metrics do not read them).
+SCOPE_WITH_ATTRIBUTES = f"scope Tuple(name String, version String, attributes {KEY_VALUES})"
 TRACES_STRUCTURE = (
-    f"resource_spans Array(Tuple({RESOURCE}, scope_spans Array(Tuple({SCOPE}, spans Array({SPAN})))))"
+    f"resource_spans Array(Tuple({RESOURCE}, scope_spans Array(Tuple({SCOPE_WITH_ATTRIBUTES}, "
+    f"spans Array({SPAN}), schema_url String)), schema_url String))"
 )
 
 LOG_RECORD = (
@@ -139,8 +142,8 @@ def any_value_text(v: str) -> str:
 def scalar_value_text(v: str) -> str:
     """Like any_value_text for scalars; arrays and kvlists as ``toJSONString`` of their decoded tuples.
 
-    Used where such values are rare (event and link attributes): the nested lambdas of the full
-    rendering cost ~10 ms of query planning each, paid on every insert.
+    Used where such values are rare and nobody reads them typed (exemplar attributes): the nested
+    lambdas of the full rendering cost ~10 ms of query planning each, paid on every insert.
     """
     return (
         f"multiIf({_scalar_branches(v)}, "
@@ -182,12 +185,27 @@ def attr_types(kvs: str) -> str:
 
 
 def _service(res_attrs: str) -> str:
-    return f"if({res_attrs}['service.name'] = '', 'unknown_service', {res_attrs}['service.name'])"
+    # The service name is what every page groups and filters by: it is made valid UTF-8 here (U+FFFD
+    # for each invalid sequence), so a name shown is a name that finds its data. Other strings are
+    # stored as sent and repaired when read (store/utf8.py).
+    name = f"toValidUTF8({res_attrs}['service.name'])"
+    return f"if({name} = '', 'unknown_service', {name})"
 
 
 def _first_value(keys: Sequence[str], attrs: str) -> str:
-    branches = [f"{attrs}[{sql_string(key)}] != '', {attrs}[{sql_string(key)}]" for key in keys]
+    values = [_id_text(f"{attrs}[{sql_string(key)}]") for key in keys]
+    branches = [f"{value} != '', {value}" for value in values]
     return f"multiIf({', '.join(branches)}, '')" if branches else "''"
+
+
+def _id_text(text: str) -> str:
+    """An id from an attribute's text: an array's first element, anything else as it is.
+
+    HTTP header attributes (``http.request.header.<name>``) are string arrays in the semantic
+    conventions, rendered here as JSON text; their id is the first value, not the array.
+    """
+    first = f"if(JSONType({text}, 1) = 'String', JSONExtractString({text}, 1), JSONExtractRaw({text}, 1))"
+    return f"if(startsWith({text}, '[') AND isValidJSON({text}), {first}, {text})"
 
 
 def _correlation(keys: Sequence[str], item_keys: str, attrs: str) -> str:
@@ -202,19 +220,35 @@ def _correlation(keys: Sequence[str], item_keys: str, attrs: str) -> str:
 
 
 def _resource_scope(
-    word: str, scope_items: str, item_alias: str, correlation_keys: Sequence[str] = ()
+    word: str,
+    scope_items: str,
+    item_alias: str,
+    correlation_keys: Sequence[str] = (),
+    scope_details: bool = False,
 ) -> str:
     """FROM clause flattening resource_<word> -> scope_<word> -> items; resource maps are built once
-    per resource, not once per item."""
+    per resource and scope maps once per scope, not once per item.
+
+    ``scope_details`` also yields ``scope_attrs``, ``scope_types``, ``scope_schema_url`` and
+    ``res_schema_url``; the input structure must declare them (TRACES_STRUCTURE does).
+    """
+    scope_extra = res_extra = ""
+    if scope_details:
+        scope_extra = (
+            f"{attr_map('ss.scope.attributes')} AS scope_attrs, "
+            f"{attr_types('ss.scope.attributes')} AS scope_types, "
+            "ss.schema_url AS scope_schema_url, res_schema_url, "
+        )
+        res_extra = "r.schema_url AS res_schema_url, "
     return f"""FROM (
     SELECT res_attrs, res_types, service_name, res_correlation, ss.scope.name AS scope_name,
-           ss.scope.version AS scope_version, ss.{scope_items} AS items
+           ss.scope.version AS scope_version, {scope_extra}ss.{scope_items} AS items
     FROM (
         SELECT {attr_map("r.resource.attributes")} AS res_attrs,
                {attr_types("r.resource.attributes")} AS res_types,
                {_service("res_attrs")} AS service_name,
                {_first_value(correlation_keys, "res_attrs")} AS res_correlation,
-               r.scope_{word} AS scopes
+               {res_extra}r.scope_{word} AS scopes
         FROM {INPUT} ARRAY JOIN resource_{word} AS r
     ) ARRAY JOIN scopes AS ss
 ) ARRAY JOIN items AS {item_alias}"""
@@ -235,25 +269,30 @@ def _fixed(expr: str, n: int) -> str:
 def trace_statements(correlation_keys: Sequence[str]) -> list[IngestStatement]:
     """Statements storing ExportTraceServiceRequest messages."""
     sql = f"""INSERT INTO spans (timestamp, trace_id, span_id, parent_span_id, trace_state, flags, name, kind,
-    service_name, resource_attributes, resource_attribute_types, scope_name, scope_version, attributes,
-    attribute_types, duration, status_code, status_message, `events.timestamp`, `events.name`,
-    `events.attributes`, `links.trace_id`, `links.span_id`, `links.trace_state`, `links.attributes`,
-    dropped_attributes_count, dropped_events_count, dropped_links_count, correlation_id, tenant)
+    service_name, resource_attributes, resource_attribute_types, resource_schema_url, scope_name, scope_version,
+    scope_attributes, scope_attribute_types, scope_schema_url, attributes, attribute_types, duration,
+    status_code, status_message, `events.timestamp`, `events.name`, `events.attributes`,
+    `events.attribute_types`, `links.trace_id`, `links.span_id`, `links.trace_state`, `links.attributes`,
+    `links.attribute_types`, `links.flags`, dropped_attributes_count, dropped_events_count,
+    dropped_links_count, correlation_id, tenant)
 SELECT {_time("s.start_time_unix_nano")}, {_fixed("s.trace_id", 16)}, {_fixed("s.span_id", 8)},
     {_fixed("s.parent_span_id", 8)}, s.trace_state, s.flags, s.name,
     transform(s.kind, [0, 1, 2, 3, 4, 5],
               ['UNSPECIFIED', 'INTERNAL', 'SERVER', 'CLIENT', 'PRODUCER', 'CONSUMER'], 'UNSPECIFIED'),
-    service_name, res_attrs, res_types, scope_name, scope_version,
+    service_name, res_attrs, res_types, res_schema_url, scope_name, scope_version,
+    scope_attrs, scope_types, scope_schema_url,
     {attr_map("s.attributes")} AS span_attrs, {attr_types("s.attributes")},
     if(s.end_time_unix_nano > s.start_time_unix_nano, s.end_time_unix_nano - s.start_time_unix_nano, 0),
     transform(s.status.code, [0, 1, 2], ['UNSET', 'OK', 'ERROR'], 'UNSET'), s.status.message,
     arrayMap(e -> {_time("e.time_unix_nano")}, s.events), s.events.name,
-    arrayMap(e -> {attr_map("e.attributes", full=False)}, s.events),
+    arrayMap(e -> {attr_map("e.attributes")}, s.events),
+    arrayMap(e -> {attr_types("e.attributes")}, s.events),
     arrayMap(l -> {_fixed("l.trace_id", 16)}, s.links), arrayMap(l -> {_fixed("l.span_id", 8)}, s.links),
-    s.links.trace_state, arrayMap(l -> {attr_map("l.attributes", full=False)}, s.links),
+    s.links.trace_state, arrayMap(l -> {attr_map("l.attributes")}, s.links),
+    arrayMap(l -> {attr_types("l.attributes")}, s.links), s.links.flags,
     s.dropped_attributes_count, s.dropped_events_count, s.dropped_links_count,
     {_correlation(correlation_keys, "s.attributes.key", "span_attrs")}, {TENANT}
-{_resource_scope("spans", "spans", "s", correlation_keys)}"""
+{_resource_scope("spans", "spans", "s", correlation_keys, scope_details=True)}"""
     return [IngestStatement("spans", sql)]
 
 

@@ -13,14 +13,20 @@ TRACE_SPANS = """SELECT
     status_code, status_message,
     -- Enum kinds arrive in Arrow as numbers; as text they name themselves.
     resource_attributes, CAST(resource_attribute_types, 'Map(String, String)') AS resource_kinds,
-    scope_name, scope_version, attributes, CAST(attribute_types, 'Map(String, String)') AS kinds,
+    resource_schema_url,
+    scope_name, scope_version, scope_attributes,
+    CAST(scope_attribute_types, 'Map(String, String)') AS scope_kinds, scope_schema_url,
+    attributes, CAST(attribute_types, 'Map(String, String)') AS kinds,
     arrayMap(t -> toString(toUnixTimestamp64Nano(t)), `events.timestamp`) AS event_times,
     `events.name` AS event_names,
     `events.attributes` AS event_attributes,
+    CAST(`events.attribute_types`, 'Array(Map(String, String))') AS event_kinds,
     arrayMap(t -> lower(hex(t)), `links.trace_id`) AS link_trace_ids,
     arrayMap(s -> lower(hex(s)), `links.span_id`) AS link_span_ids,
     `links.trace_state` AS link_trace_states,
+    `links.flags` AS link_flags,
     `links.attributes` AS link_attributes,
+    CAST(`links.attribute_types`, 'Array(Map(String, String))') AS link_kinds,
     dropped_attributes_count, dropped_events_count, dropped_links_count,
     correlation_id
 FROM spans
@@ -117,25 +123,4 @@ WHERE service_name = {service:String}
   AND ({kind:String} = '' OR kind = {kind:String})
 GROUP BY name, kind
 ORDER BY name, kind
-"""
-
-# Calls between services: a child span whose parent span is in another service. Both sides are read
-# from the same time range only, so a parent that started before the range is not seen (Jaeger's
-# memory store likewise looks only at traces in the range).
-DEPENDENCIES = """
-SELECT parent.service_name AS parent, child.service_name AS child, count() AS call_count
-FROM (
-    SELECT trace_id, span_id, service_name
-    FROM spans
-    WHERE timestamp >= fromUnixTimestamp64Nano({start:Int64}) AND timestamp <= fromUnixTimestamp64Nano({end:Int64})
-) AS parent
-INNER JOIN (
-    SELECT trace_id, parent_span_id, service_name
-    FROM spans
-    WHERE timestamp >= fromUnixTimestamp64Nano({start:Int64}) AND timestamp <= fromUnixTimestamp64Nano({end:Int64})
-      AND parent_span_id != toFixedString('', 8)
-) AS child ON child.trace_id = parent.trace_id AND child.parent_span_id = parent.span_id
-WHERE parent.service_name != child.service_name
-GROUP BY parent, child
-ORDER BY parent, child
 """
