@@ -193,19 +193,20 @@ def _service(res_attrs: str) -> str:
 
 
 def _first_value(keys: Sequence[str], attrs: str) -> str:
-    values = [_id_text(f"{attrs}[{sql_string(key)}]") for key in keys]
-    branches = [f"{value} != '', {value}" for value in values]
-    return f"multiIf({', '.join(branches)}, '')" if branches else "''"
-
-
-def _id_text(text: str) -> str:
-    """An id from an attribute's text: an array's first element, anything else as it is.
+    """The text of the first of ``keys`` that ``attrs`` holds (an empty array counts as absent), as an
+    id: an array gives its first element.
 
     HTTP header attributes (``http.request.header.<name>``) are string arrays in the semantic
-    conventions, rendered here as JSON text; their id is the first value, not the array.
+    conventions, rendered as JSON text; their id is the first value, not the array. The array check
+    runs once, on the chosen text, and only on text that starts like an array: it is on the hot path.
+    No alias: an aliased expression is computed for every row, outside the caller's short circuit.
     """
-    first = f"if(JSONType({text}, 1) = 'String', JSONExtractString({text}, 1), JSONExtractRaw({text}, 1))"
-    return f"if(startsWith({text}, '[') AND isValidJSON({text}), {first}, {text})"
+    if not keys:
+        return "''"
+    lookups = [f"{attrs}[{sql_string(key)}]" for key in keys]
+    chosen = "multiIf(" + ", ".join(f"{v} NOT IN ('', '[]'), {v}" for v in lookups) + ", '')"
+    first = f"if(JSONType({chosen}, 1) = 'String', JSONExtractString({chosen}, 1), JSONExtractRaw({chosen}, 1))"
+    return f"if(startsWith({chosen}, '['), if(isValidJSON({chosen}), {first}, {chosen}), {chosen})"
 
 
 def _correlation(keys: Sequence[str], item_keys: str, attrs: str) -> str:
