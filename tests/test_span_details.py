@@ -227,3 +227,19 @@ def test_rows_stored_before_the_migration_read_with_empty_details(backend: Embed
     assert {k: old_span()[k] for k in expected} == expected
     (cart,) = [s for s in traces.get_trace(backend, TRACE.hex()) if s["name"] == "GET /cart"]
     assert cart["links"][0]["flags"] == 0x301 and cart["events"][0]["attributes"]["ratio"] == 0.25
+
+
+def test_details_that_are_not_what_the_store_writes_read_as_none(backend: EmbeddedBackend) -> None:
+    migrations.migrate(backend)
+    OtlpWriter(backend, []).write("traces", [_request()], "details")
+    assert backend.query_arrow("SELECT countIf(details = '') AS plain FROM spans").to_pylist() != [{"plain": 3}]
+    for garbage in ("not json", '{"link_flags": [1, 2, 3, 4, 5], "scope_attributes": 7}', "{"):
+        backend.command(
+            "ALTER TABLE spans UPDATE details = {d:String} WHERE 1 SETTINGS mutations_sync = 1", {"d": garbage}
+        )
+        spans = traces.get_trace(backend, TRACE.hex())
+        assert len(spans) == 3
+        for span in spans:
+            assert span["scope"]["attributes"] == {} and span["resource"]["schema_url"] == ""
+            assert all(link["flags"] in (0, 1, 2, 3, 4, 5) for link in span["links"])
+        assert to_jaeger_trace(spans)["spans"]

@@ -197,16 +197,16 @@ def _first_value(keys: Sequence[str], attrs: str) -> str:
     id: an array gives its first element.
 
     HTTP header attributes (``http.request.header.<name>``) are string arrays in the semantic
-    conventions, rendered as JSON text; their id is the first value, not the array. The array check
-    runs once, on the chosen text, and only on text that starts like an array: it is on the hot path.
-    No alias: an aliased expression is computed for every row, outside the caller's short circuit.
+    conventions, rendered as JSON text; their id is the first value, not the array. The statement is
+    planned on every insert, so each lookup appears once and the chosen text is bound once, by a
+    lambda, rather than repeated in every place that reads it.
     """
     if not keys:
         return "''"
-    lookups = [f"{attrs}[{sql_string(key)}]" for key in keys]
-    chosen = "multiIf(" + ", ".join(f"{v} NOT IN ('', '[]'), {v}" for v in lookups) + ", '')"
-    first = f"if(JSONType({chosen}, 1) = 'String', JSONExtractString({chosen}, 1), JSONExtractRaw({chosen}, 1))"
-    return f"if(startsWith({chosen}, '['), if(isValidJSON({chosen}), {first}, {chosen}), {chosen})"
+    texts = "[" + ", ".join(f"{attrs}[{sql_string(key)}]" for key in keys) + "]"
+    chosen = f"arrayFirst(v -> v != '' AND v != '[]', {texts})"
+    first = "if(JSONType(x, 1) = 'String', JSONExtractString(x, 1), JSONExtractRaw(x, 1))"
+    return f"arrayMap(x -> if(startsWith(x, '[') AND isValidJSON(x), {first}, x), [{chosen}])[1]"
 
 
 def _correlation(keys: Sequence[str], item_keys: str, attrs: str) -> str:
@@ -230,16 +230,13 @@ def _resource_scope(
     """FROM clause flattening resource_<word> -> scope_<word> -> items; resource maps are built once
     per resource and scope maps once per scope, not once per item.
 
-    ``scope_details`` also yields ``scope_attrs``, ``scope_types``, ``scope_schema_url`` and
-    ``res_schema_url``; the input structure must declare them (TRACES_STRUCTURE does).
+    ``scope_details`` also yields ``scope_details``, the JSON members of the span ``details`` that
+    its resource and scope give ('' when they give none, the usual case); the input structure must
+    declare them (TRACES_STRUCTURE does).
     """
     scope_extra = res_extra = ""
     if scope_details:
-        scope_extra = (
-            f"{attr_map('ss.scope.attributes')} AS scope_attrs, "
-            f"{attr_types('ss.scope.attributes')} AS scope_types, "
-            "ss.schema_url AS scope_schema_url, res_schema_url, "
-        )
+        scope_extra = f"{_scope_details('res_schema_url')} AS scope_details, "
         res_extra = "r.schema_url AS res_schema_url, "
     return f"""FROM (
     SELECT res_attrs, res_types, service_name, res_correlation, ss.scope.name AS scope_name,
@@ -267,30 +264,92 @@ def _fixed(expr: str, n: int) -> str:
     return f"toFixedString({expr}, {n})"
 
 
+def _json_members(values: Sequence[tuple[str, str, str]]) -> str:
+    """SQL for the JSON members ``"name":value,...`` (an object without its braces) of
+    ``(name, SQL expression, type to write it as)`` triples; each expression appears once."""
+    parts = []
+    for i, (name, expr, kind) in enumerate(values):
+        parts += [
+            sql_string(("," if i else "") + f'"{name}":'),
+            f"toJSONString(CAST({expr}, {sql_string(kind)}))",
+        ]
+    return f"concat({', '.join(parts)})"
+
+
+_KINDS_TEXT = "Map(String, String)"
+#: the AnyValue oneof's names (see _ONEOF)
+_ONEOF_NAMES = (
+    "none",
+    "string_value",
+    "bool_value",
+    "int_value",
+    "double_value",
+    "array_value",
+    "kvlist_value",
+    "bytes_value",
+)
+
+
+def _scope_details(res_schema_url: str) -> str:
+    """The resource's and scope's members of a span's ``details`` (migration 0011), once per scope."""
+    members = _json_members(
+        [
+            ("resource_schema_url", res_schema_url, "String"),
+            ("scope_attributes", attr_map("ss.scope.attributes"), "Map(String, String)"),
+            ("scope_attribute_types", attr_types("ss.scope.attributes"), _KINDS_TEXT),
+            ("scope_schema_url", "ss.schema_url", "String"),
+        ]
+    )
+    return f"if(empty(ss.scope.attributes) AND ss.schema_url = '' AND {res_schema_url} = '', '', {members})"
+
+
+def _span_details() -> str:
+    """A span's ``details`` JSON: '' for most spans; else its scope's members and the kinds of its
+    event and link values and its link flags. Every expression appears once: the statement is planned
+    on every insert."""
+    # hasAny over the flattened kinds: no lambda, which is what a per-span test here can afford.
+    others = ", ".join(f"'{kind}'" for kind in _ONEOF_NAMES if kind != "string_value")
+    typed_events = f"hasAny(arrayFlatten(s.events.attributes.value.value), [{others}])"
+    span_members = _json_members(
+        [
+            (
+                "event_attribute_types",
+                f"arrayMap(e -> {attr_types('e.attributes')}, s.events)",
+                f"Array({_KINDS_TEXT})",
+            ),
+            (
+                "link_attribute_types",
+                f"arrayMap(l -> {attr_types('l.attributes')}, s.links)",
+                f"Array({_KINDS_TEXT})",
+            ),
+            ("link_flags", "s.links.flags", "Array(UInt32)"),
+        ]
+    )
+    return (
+        f"if(scope_details = '' AND empty(s.links) AND NOT {typed_events}, '', "
+        f"concat('{{', scope_details, if(scope_details = '', '', ','), {span_members}, '}}'))"
+    )
+
+
 def trace_statements(correlation_keys: Sequence[str]) -> list[IngestStatement]:
     """Statements storing ExportTraceServiceRequest messages."""
     sql = f"""INSERT INTO spans (timestamp, trace_id, span_id, parent_span_id, trace_state, flags, name, kind,
-    service_name, resource_attributes, resource_attribute_types, resource_schema_url, scope_name, scope_version,
-    scope_attributes, scope_attribute_types, scope_schema_url, attributes, attribute_types, duration,
-    status_code, status_message, `events.timestamp`, `events.name`, `events.attributes`,
-    `events.attribute_types`, `links.trace_id`, `links.span_id`, `links.trace_state`, `links.attributes`,
-    `links.attribute_types`, `links.flags`, dropped_attributes_count, dropped_events_count,
-    dropped_links_count, correlation_id, tenant)
+    service_name, resource_attributes, resource_attribute_types, scope_name, scope_version, attributes,
+    attribute_types, duration, status_code, status_message, `events.timestamp`, `events.name`,
+    `events.attributes`, `links.trace_id`, `links.span_id`, `links.trace_state`, `links.attributes`, details,
+    dropped_attributes_count, dropped_events_count, dropped_links_count, correlation_id, tenant)
 SELECT {_time("s.start_time_unix_nano")}, {_fixed("s.trace_id", 16)}, {_fixed("s.span_id", 8)},
     {_fixed("s.parent_span_id", 8)}, s.trace_state, s.flags, s.name,
     transform(s.kind, [0, 1, 2, 3, 4, 5],
               ['UNSPECIFIED', 'INTERNAL', 'SERVER', 'CLIENT', 'PRODUCER', 'CONSUMER'], 'UNSPECIFIED'),
-    service_name, res_attrs, res_types, res_schema_url, scope_name, scope_version,
-    scope_attrs, scope_types, scope_schema_url,
+    service_name, res_attrs, res_types, scope_name, scope_version,
     {attr_map("s.attributes")} AS span_attrs, {attr_types("s.attributes")},
     if(s.end_time_unix_nano > s.start_time_unix_nano, s.end_time_unix_nano - s.start_time_unix_nano, 0),
     transform(s.status.code, [0, 1, 2], ['UNSET', 'OK', 'ERROR'], 'UNSET'), s.status.message,
     arrayMap(e -> {_time("e.time_unix_nano")}, s.events), s.events.name,
     arrayMap(e -> {attr_map("e.attributes")}, s.events),
-    arrayMap(e -> {attr_types("e.attributes")}, s.events),
     arrayMap(l -> {_fixed("l.trace_id", 16)}, s.links), arrayMap(l -> {_fixed("l.span_id", 8)}, s.links),
-    s.links.trace_state, arrayMap(l -> {attr_map("l.attributes")}, s.links),
-    arrayMap(l -> {attr_types("l.attributes")}, s.links), s.links.flags,
+    s.links.trace_state, arrayMap(l -> {attr_map("l.attributes")}, s.links), {_span_details()},
     s.dropped_attributes_count, s.dropped_events_count, s.dropped_links_count,
     {_correlation(correlation_keys, "s.attributes.key", "span_attrs")}, {TENANT}
 {_resource_scope("spans", "spans", "s", correlation_keys, scope_details=True)}"""
