@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Callable
+from typing import Any
 
 try:  # Python 3.14 has Zstandard in the standard library; the backport is the same module before.
     from compression import zstd  # type: ignore[import-not-found]
@@ -55,26 +56,32 @@ def gunzip(body: bytes, limit: int) -> bytes:
     end of each (RFC 1952, gzip(1), Python's ``gzip.decompress``).
     """
     out = bytearray()
-    view = memoryview(body)
     pos = 0
     while True:
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        while not inflater.eof:
-            if pos >= len(body):
-                raise DecompressionError("truncated stream")
-            chunk = view[pos : pos + _CHUNK]
-            pos += len(chunk)
-            try:
-                out += inflater.decompress(chunk, limit + 1 - len(out))
-            except zlib.error as exc:
-                raise DecompressionError(str(exc)) from exc
-            if len(out) > limit or inflater.unconsumed_tail:
-                raise _too_large(limit)
-        pos -= len(inflater.unused_data)
+        pos = _inflate_stream(inflater, body, pos, out, limit)
         following = _NOT_ZERO.search(body, pos)
         if following is None:
             return bytes(out)
         pos = following.start()
+
+
+def _inflate_stream(inflater: Any, body: bytes, pos: int, out: bytearray, limit: int) -> int:
+    """Feed ``body`` from ``pos`` to ``inflater`` until its stream ends, appending to ``out`` and
+    refusing past ``limit`` bytes; return where the stream's compressed data ended."""
+    view = memoryview(body)
+    while not inflater.eof:
+        if pos >= len(body):
+            raise DecompressionError("truncated stream")
+        chunk = view[pos : pos + _CHUNK]
+        pos += len(chunk)
+        try:
+            out += inflater.decompress(chunk, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise DecompressionError(str(exc)) from exc
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise _too_large(limit)
+    return pos - len(inflater.unused_data)
 
 
 def _is_zlib_header(body: bytes) -> bool:
@@ -91,22 +98,8 @@ def inflate_deflate(body: bytes, limit: int) -> bytes:
     refused rather than ignored.
     """
     wbits = zlib.MAX_WBITS if _is_zlib_header(body) else -zlib.MAX_WBITS
-    inflater = zlib.decompressobj(wbits)
     out = bytearray()
-    view = memoryview(body)
-    pos = 0
-    while not inflater.eof:
-        if pos >= len(body):
-            raise DecompressionError("truncated stream")
-        chunk = view[pos : pos + _CHUNK]
-        pos += len(chunk)
-        try:
-            out += inflater.decompress(chunk, limit + 1 - len(out))
-        except zlib.error as exc:
-            raise DecompressionError(str(exc)) from exc
-        if len(out) > limit or inflater.unconsumed_tail:
-            raise _too_large(limit)
-    trailing = len(inflater.unused_data) + len(body) - pos
+    trailing = len(body) - _inflate_stream(zlib.decompressobj(wbits), body, 0, out, limit)
     if trailing:
         raise DecompressionError(f"{trailing} bytes after the end of the deflate stream")
     return bytes(out)

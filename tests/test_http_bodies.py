@@ -27,6 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from collector import compression, http_body
 from sloscope import settings
 from tests.conftest import InProcess, in_process, wait_until
+from tests.test_http_receiver import _status
 
 try:
     from compression import zstd  # type: ignore[import-not-found]
@@ -80,16 +81,6 @@ def _stored_names(server: InProcess, trace_id: bytes) -> list[str]:
     server.drain()
     rows = server.rows("SELECT name FROM spans WHERE trace_id = unhex({t:String})", {"t": trace_id.hex()})
     return [row["name"] for row in rows]
-
-
-def _status(reply: httpx.Response) -> status_pb2.Status:
-    status = status_pb2.Status()
-    if reply.headers["content-type"].startswith("application/json"):
-        body = reply.json()
-        status.code, status.message = body.get("code", 0), body["message"]
-    else:
-        status.ParseFromString(reply.content)
-    return status
 
 
 # -- zstd and deflate ---------------------------------------------------------------------------------
