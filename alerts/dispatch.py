@@ -33,6 +33,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
+from alerts.links import resolve_all
 from alerts.model import Alert, FiringPair, Notification, NotificationKind, Silence
 from alerts.policy import InhibitRule, Policy, Route
 from alerts.silences import alert_labels, matches_all, silenced_by
@@ -479,7 +480,9 @@ class Dispatcher:
                     incident_id=incident.id,
                     at_s=at_s,
                     group_labels=incident.group_labels,
-                    alerts=tuple(carried),
+                    # Receivers are elsewhere: relative runbook and dashboard links get the
+                    # server's external address (alerts/links.py).
+                    alerts=resolve_all(carried, self.policy.external_url),
                     incident_url=self.policy.incident_url(incident.id),
                 )
                 record = NotificationRecord(

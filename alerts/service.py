@@ -102,6 +102,12 @@ class Alerting:
         #: Decided while the store was unreachable, written once it is back.
         self._offline = _Unsaved()
 
+    def use_external_url(self, url: str) -> None:
+        """Make links (incident URLs, relative runbook and dashboard links) from ``url``: the server
+        knows its address only once its port is bound. Call before evaluations start."""
+        self.policy = replace(self.policy, external_url=url.rstrip("/"))
+        self.dispatcher = Dispatcher(self.policy)
+
     def _on_attempt(
         self, notification: Notification, receiver: str, attempt: int, ok: bool, error: str | None
     ) -> None:

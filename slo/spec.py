@@ -703,8 +703,8 @@ URL_ANNOTATIONS = ("runbook_url", "dashboard_url")
 def read_annotations(
     r: Reader, node: Node | None, path: str, values: dict[str, str], labels: dict[str, str] | None
 ) -> tuple[tuple[str, str], ...] | None:
-    """Annotations: any text keys (``runbook_url`` and ``dashboard_url`` must be http(s) URLs),
-    placeholders filled."""
+    """Annotations: any text keys (``runbook_url`` and ``dashboard_url`` must be http(s) URLs or
+    paths on the server), placeholders filled."""
     if node is None:
         return ()
     if not isinstance(node, MappingNode):
@@ -736,8 +736,13 @@ def read_annotations(
         if filled is None:
             continue
         if key in URL_ANNOTATIONS:
-            if not is_http_url(filled):
-                r.error(value_node, item_path, f"must be an http(s) URL, got {filled!r}")
+            # A path is on the sloscope server (/runbooks/x): links then follow its address.
+            if not (is_http_url(filled) or is_server_path(filled)):
+                r.error(
+                    value_node,
+                    item_path,
+                    f"must be an http(s) URL or a path on this server (/runbooks/NAME), got {filled!r}",
+                )
                 continue
         out.append((key, filled))
     return tuple(out) if r.count == start else None
@@ -750,6 +755,18 @@ def is_http_url(text: str) -> bool:
     except ValueError:
         return False
     return url.scheme in ("http", "https") and bool(url.netloc)
+
+
+def is_server_path(text: str) -> bool:
+    """A URL relative to the server: ``/docs/runbooks/x.md`` or ``runbooks/x.md``. No scheme, no
+    host (``//host/x`` is none), no white space (``see the wiki`` is text, not a link)."""
+    try:
+        url = urlsplit(text)
+    except ValueError:
+        return False
+    if url.scheme or url.netloc or text.startswith("//") or not url.path:
+        return False
+    return not any(c.isspace() or ord(c) < 32 for c in text)
 
 
 def read_labels(r: Reader, node: Node | None, path: str, *, lists: bool = False) -> dict[str, str] | None:

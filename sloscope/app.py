@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from slo.exposition import SloMetrics
 from slo.model import Slo
 from sloscope import secrets, tls
 from sloscope.demo_webhook import WebhookLog
-from sloscope.settings import Settings
+from sloscope.settings import Settings, external_url
 from store import StoreUnavailable, migrations, open_backend, service_map
 from store.otlp_writer import OtlpWriter
 from store.sql import queries
@@ -231,6 +232,11 @@ class SloscopeServer:
             raise StartupError(
                 f"the notification policy has errors (notification_policy):\n  {errors}"
             ) from None
+        #: The base of every absolute link this server makes (settings.external_url): with the
+        #: configured port until ``serve`` binds it, then with the bound one (api_port 0).
+        self._policy_url = self.policy.external_url
+        self.external_url = external_url(settings, policy_url=self._policy_url)
+        self.policy = replace(self.policy, external_url=self.external_url)
         # Before anything can log or fail with them: the store's password, the receivers' secrets.
         secrets.register(secrets.collect(settings, self.policy))
         secrets.register([settings.session_secret] if settings.session_secret else [])
@@ -460,6 +466,17 @@ class SloscopeServer:
         )
         return _Server(config)
 
+    def _use_external_url(self, api_port: int) -> None:
+        """The external URL with the API port actually bound (they differ when api_port is 0),
+        for the links made from now on; before the schedule starts, so every notification has it."""
+        url = external_url(self.settings, api_port, self._policy_url)
+        if url == self.external_url:
+            return
+        self.external_url = url
+        self.policy = replace(self.policy, external_url=url)
+        if self.alerting is not None:
+            self.alerting.use_external_url(url)
+
     async def serve(self, handle_signals: bool = True) -> None:
         """Run until SIGINT or SIGTERM (or ``request_stop``); ``close`` then drains and closes.
 
@@ -470,6 +487,7 @@ class SloscopeServer:
         listeners: list[tuple[object, socket.socket]] = []
         api_socket = _listen(host, self.settings.api_port, "api_port")
         self.api_url = f"{scheme}://{host}:{api_socket.getsockname()[1]}"
+        self._use_external_url(api_socket.getsockname()[1])
         if self.settings.receives:
             otlp_socket = _listen(host, self.settings.otlp_http_port, "otlp_http_port")
             zipkin_socket = _listen(host, self.settings.zipkin_port, "zipkin_port")
@@ -519,7 +537,7 @@ class SloscopeServer:
                 self.registry,
                 self.readiness,
                 self.slo_catalog,
-                self.policy.external_url,
+                self.external_url,
                 auth=self.ui_auth,
                 admin=AdminHooks(reload_slos=self.reload_slos, tokens=self.ingest_token_list),
             )

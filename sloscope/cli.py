@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--zipkin-port", type=int, help="Zipkin v2 JSON port (default 9411)")
     serve.add_argument("--api-port", type=int, help="API and UI port (default 8080)")
     serve.add_argument(
+        "--external-url",
+        help="URL this server is reached at, e.g. https://sloscope.example.com: the base of incident "
+        "links in notifications and of relative runbook and dashboard links (SLOSCOPE_EXTERNAL_URL; "
+        "default: the notification policy's external_url, else http(s)://HOST:API_PORT, 127.0.0.1 for "
+        "0.0.0.0 and ::)",
+    )
+    serve.add_argument(
         "--tls-cert-file",
         help="PEM certificate (chain): every port serves TLS; needs --tls-key-file (SLOSCOPE_TLS_CERT_FILE)",
     )

@@ -46,6 +46,11 @@ class Settings:
     otlp_grpc_port: int = 4317
     zipkin_port: int = 9411
     api_port: int = 8080
+    #: The URL people and receivers reach this server at (behind a proxy or a load balancer, its
+    #: public address): the base of every absolute link the server makes (notifications' incident
+    #: URL, relative runbook and dashboard links). Empty: derived from host and api_port
+    #: (:func:`default_external_url`), which the notification policy's own external_url overrides.
+    external_url: str = ""
     #: PEM certificate (chain) and private key: every listener (API and UI, OTLP/HTTP, OTLP/gRPC,
     #: Zipkin) serves TLS with them. Both or neither; empty: plain HTTP and gRPC.
     tls_cert_file: str = ""
@@ -173,6 +178,7 @@ _KINDS: dict[str, type] = {
     "otlp_grpc_port": int,
     "zipkin_port": int,
     "api_port": int,
+    "external_url": str,
     "tls_cert_file": str,
     "tls_key_file": str,
     "tls_client_ca_file": str,
@@ -329,6 +335,48 @@ def _validate_clickhouse_credentials(s: Settings) -> None:
         )
 
 
+def _validate_external_url(url: str) -> None:
+    if not url:
+        return
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
+    except ValueError as exc:
+        raise SettingsError(f"external_url: {url!r} is not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"external_url: must be an http:// or https:// URL with a host, got {url!r}")
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        # Links are made by appending paths to it: a query or fragment would end up in the middle.
+        raise SettingsError(f"external_url: must have no query (?) or fragment (#), got {url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise SettingsError("external_url: must not carry a user or password (it is sent in every link)")
+
+
+#: Wildcard addresses: listening on every interface says nothing about where the server is reached.
+_WILDCARDS = ("", "0.0.0.0", "::", "[::]")
+
+
+def default_external_url(host: str, port: int, tls: bool) -> str:
+    """The external URL when none is configured: the API port's own address (https with TLS),
+    ``127.0.0.1`` for a wildcard host, IPv6 addresses in brackets."""
+    name = "127.0.0.1" if host in _WILDCARDS else host
+    if ":" in name and not name.startswith("["):
+        name = f"[{name}]"
+    return f"{'https' if tls else 'http'}://{name}:{port}"
+
+
+def external_url(s: Settings, api_port: int | None = None, policy_url: str = "") -> str:
+    """The base of the server's absolute links, without a trailing slash: ``external_url`` if set,
+    else the notification policy's ``external_url`` (``policy_url``), else
+    :func:`default_external_url` with ``api_port`` (the port actually bound, which differs from the
+    setting when that is 0)."""
+    chosen = s.external_url or policy_url
+    if chosen:
+        return chosen.rstrip("/")
+    port = s.api_port if api_port is None else api_port
+    return default_external_url(s.host, port, bool(s.tls_cert_file))
+
+
 def _validate(s: Settings) -> None:
     for name in ("otlp_http_port", "otlp_grpc_port", "zipkin_port", "api_port"):
         port = getattr(s, name)
@@ -394,6 +442,7 @@ def _validate(s: Settings) -> None:
         )
     if s.max_memory_bytes < 0 or s.max_inflight_bytes < 0:
         raise SettingsError("max_memory_bytes and max_inflight_bytes must be 0 or more")
+    _validate_external_url(s.external_url)
     _validate_clickhouse_credentials(s)
     _validate_tls(s)
     _validate_ingest_auth(s)

@@ -205,6 +205,31 @@ def services_overview(backend: Backend, start_ns: int, end_ns: int, limit: int =
 
 
 @dataclass(frozen=True)
+class ServicesPage:
+    """One page of the services list and how many services the whole range holds."""
+
+    services: list[ServiceRed]
+    total: int
+    offset: int
+
+
+def services_page(backend: Backend, start_ns: int, end_ns: int, limit: int, offset: int = 0) -> ServicesPage:
+    """RED per service, busiest first (ties by name), rows ``offset`` to ``offset + limit``.
+
+    One query whatever the page: ``total`` is counted in the same pass. A page past the last service
+    is empty and its ``total`` 0, since no row carries the count.
+    """
+    _check_limit(limit)
+    if not 0 <= offset < 2**63:
+        raise ValueError(f"offset must be a whole number from 0, got {offset}")
+    window = minute_window(start_ns, end_ns)
+    params = {**_range_params(window), "limit": limit, "offset": offset}
+    rows = backend.query_arrow(sql.SERVICES_PAGE, params).to_pylist()
+    services = [ServiceRed(row["service"], _stats(row, window.seconds), window) for row in rows]
+    return ServicesPage(services, int(rows[0]["n_services"]) if rows else 0, offset)
+
+
+@dataclass(frozen=True)
 class OperationRed:
     operation: str
     kind: str
@@ -238,6 +263,48 @@ class RedSeries:
     points: list[RedPoint]
 
 
+def _step_window(start_ns: int, end_ns: int, step_ns: int) -> tuple[int, Window]:
+    """The step in seconds and the range widened to whole steps; 400-worthy errors as ValueError."""
+    if step_ns <= 0 or step_ns % MINUTE_NS:
+        raise ValueError(f"step must be a whole number of minutes, got {step_ns} ns")
+    step_s = step_ns // 10**9
+    return step_s, minute_window(start_ns, end_ns, step_s)
+
+
+@dataclass(frozen=True)
+class RatePoint:
+    """Requests and errors of one step ``[time_s, time_s + step)``, and their rates per second."""
+
+    time_s: int
+    requests: int
+    errors: int
+    rate: float
+    error_rate: float
+
+
+def request_rates(
+    backend: Backend, services: Sequence[str], start_ns: int, end_ns: int, step_ns: int
+) -> dict[str, list[RatePoint]]:
+    """Request and error rates per step of each of ``services``, every step present, in one query.
+
+    The steps are those of :func:`red_series` over the same range and step, and so are the rates;
+    latency is left out (sparklines draw rates only). A service without requests gets all zeros.
+    """
+    step_s, window = _step_window(start_ns, end_ns, step_ns)
+    wanted = list(dict.fromkeys(services))
+    counts: dict[str, dict[int, tuple[int, int]]] = {name: {} for name in wanted}
+    if wanted:
+        params = {**_range_params(window), "services": wanted, "step": step_s}
+        for row in backend.query_arrow(sql.SERVICES_RATES, params).to_pylist():
+            counts[row["service"]][row["point"]] = (int(row["n_requests"]), int(row["n_errors"]))
+    steps = range(window.start_s, window.end_s, step_s)
+
+    def point(t: int, requests: int, errors: int) -> RatePoint:
+        return RatePoint(t, requests, errors, requests / step_s, errors / step_s)
+
+    return {name: [point(t, *per_step.get(t, (0, 0))) for t in steps] for name, per_step in counts.items()}
+
+
 def red_series(
     backend: Backend, service: str, operation: str | None, start_ns: int, end_ns: int, step_ns: int
 ) -> RedSeries:
@@ -246,10 +313,7 @@ def red_series(
     Points start at multiples of the step since the epoch; the range is widened to whole steps.
     A step without requests has rate 0 and no ratio or quantiles.
     """
-    if step_ns <= 0 or step_ns % MINUTE_NS:
-        raise ValueError(f"step must be a whole number of minutes, got {step_ns} ns")
-    step_s = step_ns // 10**9
-    window = minute_window(start_ns, end_ns, step_s)
+    step_s, window = _step_window(start_ns, end_ns, step_ns)
     params = {**_range_params(window), **_operation_params(operation), "service": service, "step": step_s}
     rows = {row["point"]: row for row in backend.query_arrow(sql.SERIES, params).to_pylist()}
     empty = {"n_requests": 0, "n_errors": 0, "bucket_ids": [], "bucket_counts": []}

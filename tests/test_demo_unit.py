@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from opentelemetry import trace
@@ -15,6 +17,11 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from alerts.policy import load_policy
+from slo.burn_rate import exceeds
+from slo.evaluator import policy as evaluator_policy
+from slo.model import Slo
+from slo.spec import load_slos
 from sloscope import demo as demo_mod
 from sloscope.demo import Demo, DemoConfig
 
@@ -243,3 +250,195 @@ def test_the_payments_fault_schedule() -> None:
     assert config.payment_error_rate_at(360) == config.payment_error_rate
     assert config.payment_error_rate_at(120 + 900 + 10) == 0.6  # every 15 minutes again
     assert DemoConfig(fault_for_s=0).payment_error_rate_at(200) == DemoConfig().payment_error_rate
+
+
+# ---- the demo's story: quiet baseline, a page within minutes of each fault, resolved after it ------
+
+DEMO_SLOS = Path(__file__).resolve().parents[1] / "examples/demo"
+SAMPLE = 5000  # requests per phase: about 1 s of generator time per 2000
+
+
+def _is_request(span: ReadableSpan) -> bool:
+    """The span SLIs' requests: SERVER and CONSUMER spans and roots (slo.model.SpanSli)."""
+    return span.kind in (SpanKind.SERVER, SpanKind.CONSUMER) or span.parent is None
+
+
+def _is_error(span: ReadableSpan) -> bool:
+    status = span.attributes.get("http.response.status_code", 0)
+    return span.status.status_code == StatusCode.ERROR or (span.kind == SpanKind.SERVER and status >= 500)
+
+
+def _last_points(sinks: Sinks, service: str, metric: str) -> list:
+    """The cumulative points of one service's metric in its last export."""
+    points: list = []
+    for batch in sinks.metrics.batches:
+        for rm in batch.resource_metrics:
+            if rm.resource.attributes["service.name"] != service:
+                continue
+            found = [
+                p
+                for sm in rm.scope_metrics
+                for m in sm.metrics
+                if m.name == metric
+                for p in m.data.data_points
+            ]
+            points = found or points
+    return points
+
+
+def _phase_counts(payment_error_rate: float, seed: int) -> dict[str, tuple[int, int]]:
+    """(bad, total) per demo SLO instance over SAMPLE requests of the generator at one error rate,
+    counted as each SLO's SLI counts them (examples/demo/slos.yaml)."""
+    sinks = Sinks()
+    demo = sinks.make(DemoConfig(seed=seed, payment_error_rate=payment_error_rate, fault_for_s=0))
+    for n in range(SAMPLE):
+        demo.run_once()
+        if n % 100 == 99:
+            demo.flush()  # before the batch processors' queues fill up and drop spans
+    demo.stop()
+    spans = sinks.spans.get_finished_spans()
+    requests = [s for s in spans if _is_request(s)]
+    charges = [s for s in spans if s.name == "POST /charge"]
+    assert sum(1 for s in requests if s.parent is None) == SAMPLE, "spans were dropped"
+    assert len(charges) == 2 * sum(1 for s in charges if s.kind == SpanKind.SERVER), "spans were dropped"
+    counts: dict[str, tuple[int, int]] = {}
+
+    def add(instance: str, bad: bool) -> None:
+        b, t = counts.get(instance, (0, 0))
+        counts[instance] = (b + bad, t + 1)
+
+    for span in requests:
+        service = _service(span)
+        if service == "gateway":
+            add("gateway-availability", _is_error(span))
+            slow = span.end_time - span.start_time > 500e6
+            add(f"gateway-routes-latency{{{span.attributes['http.route']}}}", _is_error(span) or slow)
+        elif service == "payments":
+            add("payments-availability", _is_error(span))
+        elif service == "orders":
+            add("orders-monthly", _is_error(span))
+    requests_5xx = [
+        (p.value, p.attributes["status"] >= 500) for p in _last_points(sinks, "gateway", "demo.requests")
+    ]
+    counts["gateway-requests-counter"] = (
+        sum(v for v, bad in requests_5xx if bad),
+        sum(v for v, _ in requests_5xx),
+    )
+    slow_total = (0, 0)
+    for p in _last_points(sinks, "gateway", "http.server.request.duration"):
+        over = sum(p.bucket_counts[list(p.explicit_bounds).index(0.5) + 1 :])
+        slow_total = (slow_total[0] + over, slow_total[1] + p.count)
+    counts["gateway-latency-histogram"] = slow_total
+    return counts
+
+
+def _fault_shares(config: DemoConfig, minutes: int) -> list[Fraction]:
+    """Per demo minute, the share of it under the payments fault (second by second)."""
+    return [
+        Fraction(
+            sum(
+                config.payment_error_rate_at(s + 0.5) == config.fault_error_rate
+                for s in range(60 * m, 60 * m + 60)
+            ),
+            60,
+        )
+        for m in range(minutes)
+    ]
+
+
+def _firing_minutes(
+    slo: Slo, base: tuple[int, int], fault: tuple[int, int], shares: list[Fraction], rate: float
+) -> set[int]:
+    """The minutes at which an evaluation finds one of the SLO's rules firing, from the per-phase
+    (bad, total) samples and each minute's fault share; a minute holds as many events in the fault
+    as out of it (the fault fails requests, it does not change how many come), ``rate`` x 60 x the
+    instance's share of the sampled requests. Windows see only whole minutes before the evaluation,
+    and no data before the demo's first minute (slo-semantics.md)."""
+    alerting = evaluator_policy(slo)
+    ratio_base, ratio_fault = Fraction(*base), Fraction(*fault)
+    events = Fraction(base[1], SAMPLE) * Fraction(rate) * 60
+    bad = [(1 - s) * ratio_base + s * ratio_fault for s in shares]
+    firing = set()
+    for at in range(1, len(shares) + 1):
+
+        def window(length_s: int, at: int = at) -> tuple[Fraction, Fraction]:
+            first = max(0, at - length_s // 60)
+            return sum(bad[first:at], Fraction(0)) * events, (at - first) * events
+
+        for rule in alerting.rules:
+            (long_bad, long_total), (short_bad, short_total) = window(rule.long_s), window(rule.short_s)
+            if (
+                long_total >= alerting.min_events
+                and exceeds(long_bad, long_total, slo.error_budget, rule.factor)
+                and exceeds(short_bad, short_total, slo.error_budget, rule.factor)
+            ):
+                firing.add(at)
+    return firing
+
+
+def _rounds(shares: list[Fraction]) -> list[tuple[int, int]]:
+    """(first minute, minute after the last) of each fault round."""
+    starts = [m for m, s in enumerate(shares) if s and not (m and shares[m - 1])]
+    ends = [m for m in range(1, len(shares)) if shares[m - 1] and not shares[m]]
+    return list(zip(starts, ends, strict=False))
+
+
+def test_the_demo_timeline_fault_pages_within_five_minutes_and_resolves_before_the_next() -> None:
+    """The README's story, generator-level and deterministic (seeded): counted per phase as each SLO
+    counts, then minute by minute through the windows of the demo SLOs' rules for three hours of the
+    schedule (an end-to-end run would take that long): nothing fires before the first fault, the
+    availability SLOs page within five minutes of every fault, and every alert has resolved, and
+    its resolve gone out, before the next fault."""
+    config = DemoConfig()
+    slos = {slo.name: slo for slo in load_slos(DEMO_SLOS / "slos.yaml")}
+    base = _phase_counts(config.payment_error_rate, seed=11)
+    fault = _phase_counts(config.fault_error_rate, seed=12)
+    assert {instance.split("{")[0] for instance in base} == set(slos), "a demo SLO without a count here"
+    group_interval_m = (
+        load_policy(
+            DEMO_SLOS / "policy.yaml", environ={"SLOSCOPE_DEMO_WEBHOOK_URL": "http://127.0.0.1:1/w"}
+        ).route.group_interval_s
+        // 60
+    )
+    shares = _fault_shares(config, 180)
+    rounds = _rounds(shares)
+    assert rounds[:2] == [(2, 6), (17, 21)] and len(rounds) == 12  # the README's schedule
+
+    # Per instance and round: (minute the trigger is written, minute the resolve is written).
+    notified: dict[str, dict[int, tuple[int, int]]] = {}
+    for instance, counts in base.items():
+        slo = slos[instance.split("{")[0]]
+        baseline_burn = Fraction(*counts) / slo.error_budget
+        assert baseline_burn < Fraction(1, 2), (instance, float(baseline_burn))
+        assert all(baseline_burn < rule.factor / 4 for rule in evaluator_policy(slo).rules), instance
+        firing = _firing_minutes(slo, counts, fault[instance], shares, config.rate)
+        assert not {at for at in firing if at <= rounds[0][0]}, f"{instance} fires before the first fault"
+        last_sent = -group_interval_m
+        for (start, end), (following, _) in zip(rounds, rounds[1:], strict=False):
+            this_round = sorted(at for at in firing if start < at <= following)
+            if not this_round:
+                continue
+            # One stretch, over by five minutes after the fault. The incident flushes at once, then
+            # every group_interval, and a new incident of the same SLO waits group_interval after
+            # the last notification of the one before (alerts/dispatch.py).
+            assert this_round == list(range(this_round[0], this_round[-1] + 1)), (instance, this_round)
+            resolved = this_round[-1] + 1
+            assert resolved <= end + 5 and resolved <= following, (instance, start, this_round)
+            triggered = max(this_round[0], last_sent + group_interval_m)
+            last_sent = next(f for f in range(triggered, 10**6, group_interval_m) if f >= resolved)
+            assert triggered < resolved and last_sent <= following, (instance, start, this_round)
+            notified.setdefault(instance, {})[start] = (triggered, last_sent)
+    paging = {
+        "payments-availability",
+        "orders-monthly",
+        "gateway-availability",
+        "gateway-requests-counter",
+        "gateway-routes-latency{/api/checkout}",
+    }
+    # The README's first round: pages at minute 3, every resolve written by minute 14.
+    first = rounds[0][0]
+    assert {i for i, by_round in notified.items() if by_round.get(first, (0,))[0] == 3} == paging
+    assert max(by_round[first][1] for by_round in notified.values()) <= 14
+    for instance in paging:  # and every round pages within five minutes of the fault's start
+        pages = {start for start, (triggered, _) in notified[instance].items() if triggered <= start + 5}
+        assert pages == {start for start, _ in rounds[:-1]}, (instance, notified[instance])

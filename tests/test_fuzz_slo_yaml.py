@@ -140,7 +140,10 @@ spec:
         # Regression (fuzzing): an unclosed IPv6 bracket in a URL raised ValueError from urlsplit.
         (
             NATIVE + SLI + '    annotations: {runbook_url: "http://[x"}\n',
-            ["{file}:7: slos[0].annotations.runbook_url: must be an http(s) URL, got 'http://[x'"],
+            [
+                "{file}:7: slos[0].annotations.runbook_url: must be an http(s) URL or a path on this server "
+                "(/runbooks/NAME), got 'http://[x'"
+            ],
         ),
     ],
     ids=[

@@ -349,9 +349,20 @@ slos:
             id="unknown-placeholder",
         ),
         pytest.param(
-            BASE + "    sli: {spans: {bad: {error: true}}}\n    annotations: {dashboard_url: grafana/d/1}\n",
-            ["6: slos[0].annotations.dashboard_url: must be an http(s) URL, got 'grafana/d/1'"],
+            BASE + "    sli: {spans: {bad: {error: true}}}\n    annotations: {dashboard_url: 'javascript:x()'}\n",
+            [
+                "6: slos[0].annotations.dashboard_url: must be an http(s) URL or a path on this server "
+                "(/runbooks/NAME), got 'javascript:x()'"
+            ],
             id="url-annotation",
+        ),
+        pytest.param(
+            BASE + "    sli: {spans: {bad: {error: true}}}\n    annotations: {runbook_url: see the wiki}\n",
+            [
+                "6: slos[0].annotations.runbook_url: must be an http(s) URL or a path on this server "
+                "(/runbooks/NAME), got 'see the wiki'"
+            ],
+            id="url-annotation-text",
         ),
         pytest.param(
             BASE + "    service: t\n    sli: {spans: {bad: {error: true}}}\n",
@@ -392,6 +403,15 @@ slos:
 def test_native_errors(tmp_path: Path, body: str, expected: list[str]) -> None:
     path = tmp_path / "slos.yaml"
     assert errors_of(tmp_path, body) == [f"{path}:{line}" for line in expected]
+
+
+def test_link_annotations_may_be_paths_on_the_server(tmp_path: Path) -> None:
+    slo = load_one(
+        tmp_path,
+        BASE + "    sli: {spans: {bad: {error: true}}}\n    annotations:\n"
+        "      runbook_url: runbooks/{{ name }}.md\n      dashboard_url: /slos/{{ name }}\n",
+    )
+    assert slo.annotations == (("runbook_url", "runbooks/a.md"), ("dashboard_url", "/slos/a"))
 
 
 def test_all_errors_of_all_files_and_duplicate_names(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from collections.abc import Iterator
 
@@ -26,6 +27,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from alerts import store as alert_store
+from store import red
+from ui import pages_services
 
 Span = trace_pb2.Span
 SERVER, CLIENT = Span.SPAN_KIND_SERVER, Span.SPAN_KIND_CLIENT
@@ -143,18 +146,16 @@ def _no_dialogs(page) -> list[str]:  # noqa: ANN001
     return dialogs
 
 
-# Runs first (file order): the store has no spans yet.
-def test_an_empty_store_says_how_to_point_an_exporter_at_the_collector(server: InProcess, page) -> None:  # noqa: ANN001
+# Runs first: file order, and not a browser test (conftest runs those last, after tests that load
+# data). The empty state is seen in Chromium by the range picker's test, over a range with no data.
+def test_an_empty_store_says_how_to_point_an_exporter_at_the_collector(server: InProcess) -> None:
     assert server.rows("SELECT count() AS n FROM spans")[0]["n"] == 0, "this test needs the empty store"
-    response = page.goto(f"{server.api}/")
-    assert response is not None and response.status == 200
-    empty = page.locator(".empty")
-    assert "No service has sent requests" in empty.inner_text()
-    text = empty.inner_text()
-    assert ":4317" in text and ":4318" in text
-    assert page.locator("table.services").count() == 0
-    screenshot(page, "services-empty")
-    assert page.problems == []
+    response = httpx.get(f"{server.api}/", headers={"Accept": "text/html"})
+    assert response.status_code == 200
+    empty = re.search(r'<div class="empty">(.*?)</div>', response.text, re.S)
+    assert empty is not None and "No service has sent requests" in empty.group(1)
+    assert ":4317" in empty.group(1) and ":4318" in empty.group(1)
+    assert 'class="services"' not in response.text
 
 
 def test_the_services_table_shows_each_service_with_its_numbers_and_a_sparkline(
@@ -288,6 +289,8 @@ def test_the_range_picker_links_change_the_url(loaded: InProcess, page) -> None:
     # A range with no data: the empty state, and a bad range an HTML error page.
     page.goto(f"{loaded.api}/?start=2001-01-01T00:00:00Z&end=2001-01-01T01:00:00Z")
     assert "No service has sent requests" in page.locator(".empty").inner_text()
+    assert page.locator("table.services").count() == 0 and page.problems == []
+    screenshot(page, "services-empty")
     response = page.goto(f"{loaded.api}/?last=5y")
     assert response is not None and response.status == 400
     assert page.locator("h1").inner_text() == "Bad time range"
@@ -357,3 +360,158 @@ def test_the_service_page_embeds_the_series_of_its_json_twin(loaded: InProcess) 
 def test_the_services_route_redirects_home(loaded: InProcess) -> None:
     reply = httpx.get(f"{loaded.api}/services?last=6h")
     assert reply.status_code == 307 and reply.headers["location"] == "/?last=6h"
+
+
+# A fleet, apart in time from the data above so that no other test sees it: SMALL services three days
+# ago, FLEET services two days ago, each over one hour viewed with start/end. Fleet service i has
+# 1 + i % 3 requests of 10 ms (busiest first, then by name: the order is known), an error for i % 5 == 0.
+SMALL, FLEET = 5, 300
+HOUR_NS = 3600 * 10**9
+SMALL_AT = BASE - 3 * 86_400 * 10**9
+FLEET_AT = BASE - 2 * 86_400 * 10**9
+
+
+def _fleet_name(i: int) -> str:
+    return f"fleet-{i:03d}"
+
+
+def _fleet_traces() -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    span_ids = iter(range(10**6, 2 * 10**6))
+    fleets = (("small", SMALL, SMALL_AT), ("fleet", FLEET, FLEET_AT))
+    for prefix, count, at in fleets:
+        for i in range(count):
+            rs = request.resource_spans.add()
+            name = f"{prefix}-{i:03d}"
+            rs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value=name)))
+            spans = rs.scope_spans.add().spans
+            for n in range(1 + i % 3):
+                start = at + (i % 20 + 10 * n) * 60 * 10**9
+                span_id = next(span_ids)
+                spans.append(
+                    Span(
+                        trace_id=(0xF1EE7000000 + span_id).to_bytes(16, "big"),
+                        span_id=span_id.to_bytes(8, "big"),
+                        name="GET /",
+                        kind=SERVER,
+                        start_time_unix_nano=start,
+                        end_time_unix_nano=start + 10 * MS,
+                        status=ERROR if i % 5 == 0 and n == 0 else None,
+                    )
+                )
+    return request
+
+
+@pytest.fixture(scope="module")
+def fleet(loaded: InProcess) -> InProcess:
+    """``loaded`` plus the SMALL and FLEET services, through the OTLP/HTTP receiver."""
+    reply = httpx.post(
+        f"{loaded.otlp}/v1/traces",
+        content=_fleet_traces().SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+    )
+    assert reply.status_code == 200, reply.text
+    loaded.drain()
+    return loaded
+
+
+def _window(at_ns: int) -> str:
+    """The query string of the hour from ``at_ns``, in unix milliseconds."""
+    return f"start={at_ns // 10**6}&end={(at_ns + HOUR_NS) // 10**6}"
+
+
+def _home_queries(server: InProcess, query: str) -> tuple[list[str], str]:
+    """The store queries made while ``/?query`` renders, and the page: ``query_arrow`` is wrapped
+    to record the calls whose stack passes through the Services pages (the server's own background
+    work, SLO evaluation and roll-ups, queries the same backend meanwhile)."""
+    backend = server.backend
+    real = backend.query_arrow
+    made: list[str] = []
+
+    def counting(sql: str, params: dict | None = None):  # noqa: ANN202
+        frame = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code.co_filename == pages_services.__file__:
+                made.append(sql)
+                break
+            frame = frame.f_back
+        return real(sql, params)
+
+    backend.query_arrow = counting
+    try:
+        reply = httpx.get(f"{server.api}/?{query}", headers={"Accept": "text/html"}, timeout=60)
+    finally:
+        del backend.query_arrow
+    assert reply.status_code == 200, reply.text
+    return made, reply.text
+
+
+def test_the_home_page_makes_the_same_few_store_queries_for_5_services_as_for_300(fleet: InProcess) -> None:
+    small, small_html = _home_queries(fleet, _window(SMALL_AT))
+    large, large_html = _home_queries(fleet, _window(FLEET_AT))
+    assert small_html.count('<svg class="spark"') == SMALL
+    assert large_html.count('<svg class="spark"') == pages_services.PAGE_SIZE  # the first page
+    # A fixed number: the page of services, and every sparkline of it in one grouped query.
+    assert 1 <= len(small) <= 3, small
+    assert len(large) == len(small), (len(small), len(large))
+
+
+def test_the_grouped_sparklines_draw_what_each_services_own_series_gives(fleet: InProcess) -> None:
+    """The one query for all sparklines agrees with ``red_series``, the per-service query it replaces."""
+    start_ns, end_ns = FLEET_AT, FLEET_AT + HOUR_NS
+    step = pages_services._step_ns(end_ns - start_ns, pages_services.SPARK_POINTS)
+    names = [_fleet_name(i) for i in (0, 1, 2, 5, 299)] + ["no-such-service"]
+    rates = red.request_rates(fleet.backend, names, start_ns, end_ns, step)
+    html = httpx.get(f"{fleet.api}/?{_window(FLEET_AT)}&page=2", headers={"Accept": "text/html"}).text
+    for name in names:
+        series = red.red_series(fleet.backend, name, None, start_ns, end_ns, step)
+        own = [(p.time_s, p.stats.rate, p.stats.error_rate) for p in series.points]
+        assert [(p.time_s, p.rate, p.error_rate) for p in rates[name]] == own
+    assert sum(p.requests for p in rates[_fleet_name(2)]) == 3
+    assert sum(p.errors for p in rates[_fleet_name(5)]) == 1
+    # Fleet service 0 (one request, an error) is among the quietest: on page 2, drawn from its series.
+    drawn = pages_services.sparkline(rates[_fleet_name(0)])
+    row = re.search(r'<tr data-service="fleet-000">.*?</tr>', html, re.S).group(0)
+    assert f'class="spark-rate" points="{drawn.rate}"' in row
+    assert f'class="spark-errors" points="{drawn.errors}"' in row and drawn.has_errors
+
+
+def test_past_200_services_the_table_pages_with_links_that_work_without_javascript(
+    fleet: InProcess, browser
+) -> None:  # noqa: ANN001
+    # Busiest first, then by name: 3 requests (i % 3 == 2), then 2, then 1.
+    expected = sorted((_fleet_name(i) for i in range(FLEET)), key=lambda n: (-(1 + int(n[-3:]) % 3), n))
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 1400, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(f"{fleet.api}/?{_window(FLEET_AT)}")
+        names = page.locator("table.services tbody tr td.name")
+        first = names.all_inner_texts()
+        assert first == expected[: pages_services.PAGE_SIZE]
+        assert "300 services" in page.locator("main p.muted").first.inner_text()
+        assert page.locator("nav.pager a.prev").count() == 0
+        with page.expect_navigation():
+            page.locator("nav.pager a.next").click()
+        assert "page=2" in page.url and _window(FLEET_AT) in page.url  # the range is kept
+        second = names.all_inner_texts()
+        assert second == expected[pages_services.PAGE_SIZE :]  # the rest: no overlap, none skipped
+        assert page.locator("table.services svg.spark").count() == FLEET - pages_services.PAGE_SIZE
+        assert "Page 2 of 2" in page.locator("nav.pager").inner_text()
+        assert page.locator("nav.pager a.next").count() == 0
+        screenshot(page, "services-page-2")
+        with page.expect_navigation():
+            page.locator("nav.pager a.prev").click()
+        assert "page=" not in page.url  # page 1 is the plain URL
+        assert names.all_inner_texts() == first
+    finally:
+        context.close()
+    # A page past the end, and a page that is no number, are HTML error pages.
+    html = {"Accept": "text/html"}
+    past = httpx.get(f"{fleet.api}/?{_window(FLEET_AT)}&page=3", headers=html)
+    assert past.status_code == 404 and "No such page" in past.text
+    for bad in ("0", "-1", "two", "1.5"):
+        reply = httpx.get(f"{fleet.api}/?page={bad}", headers=html)
+        assert reply.status_code == 400 and "page" in reply.text, bad
+    # Fewer than a page: no pager at all.
+    small = httpx.get(f"{fleet.api}/?{_window(SMALL_AT)}", headers=html).text
+    assert 'class="pager"' not in small and "5 services" in small

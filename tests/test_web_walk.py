@@ -33,7 +33,8 @@ from sloscope.demo_webhook import WebhookLog
 from ui.security_headers import CONTENT_SECURITY_POLICY
 
 SLO = "payments-availability"
-RUNBOOK = "http://127.0.0.1:8080/runbooks/payments-availability"
+#: The demo's runbook_url is a path on the server: the pages link it from the root.
+RUNBOOK = "/runbooks/payments-availability"
 REQUESTS = 300
 #: The payments ERROR log line (orders logs "payment failed, order not placed" too).
 PAYMENT_FAILED = re.compile(r"^payment failed$")
@@ -223,5 +224,9 @@ def test_from_the_services_page_to_the_correlation_view_by_clicking(walk: Walk, 
     screenshot(page, "walk-6-correlation")
 
     assert page.problems == []  # no console error and no CSP violation on any page of the walk
-    # The notification that carried the example went out through the demo's webhook.
-    assert SLO in walk.webhook_log.read_text()
+    # The notification that carried the example went out through the demo's webhook, its links
+    # made from the address this server really listens on (a free port, not the demo's 8080).
+    sent = walk.webhook_log.read_text()
+    assert SLO in sent
+    assert f'"runbook_url":"{walk.api}{RUNBOOK}"' in sent
+    assert f'"sloscope_incident_url":"{walk.api}/incidents/{incident_id}"' in sent

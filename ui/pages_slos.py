@@ -34,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 
 from alerts import store
 from alerts.attribution import attribute
+from alerts.links import LINK_ANNOTATIONS, server_href
 from alerts.model import Matcher, Silence, slo_instance
 from alerts.silences import format_matcher, is_active, matches_all
 from alerts.state import ALERTNAME
@@ -157,7 +158,12 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
         return slo
 
     def annotations(slo: Slo) -> list[dict[str, Any]]:
-        return [{"key": k, "value": v, "href": link_url(v)} for k, v in slo.annotations]
+        # runbook_url and dashboard_url may be relative to this server; other annotations link
+        # only when they are absolute URLs (free text stays text).
+        return [
+            {"key": k, "value": v, "href": server_href(v) if k in LINK_ANNOTATIONS else link_url(v)}
+            for k, v in slo.annotations
+        ]
 
     def firing_alerts() -> dict[tuple[str, tuple[tuple[str, str], ...]], list[str]]:
         """(slo, group) -> severities whose stored alert is firing: the alerting engine's state."""
@@ -237,8 +243,8 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
             current=row(data["current"], firing) if data["current"] else None,
             previous=data["previous"],
             annotations=annotations(slo),
-            runbook=link_url(slo.annotation_map.get("runbook_url", "")),
-            dashboard=link_url(slo.annotation_map.get("dashboard_url", "")),
+            runbook=server_href(slo.annotation_map.get("runbook_url", "")),
+            dashboard=server_href(slo.annotation_map.get("dashboard_url", "")),
             charts=data["charts"],
             attribution=data["attribution"],
             attribution_error=data["attribution_error"],
@@ -496,9 +502,9 @@ def _incident_data(backend: Backend, by_name: dict[str, Slo], incident_id: str) 
                 "service": slo.service if slo else "",
                 "objective": str(slo.objective) if slo else None,
                 "window": slo.window.label if slo else "",
-                "runbook": link_url(ann.get("runbook_url", "")),
+                "runbook": server_href(ann.get("runbook_url", "")),
                 "runbook_text": ann.get("runbook_url", ""),
-                "dashboard": link_url(ann.get("dashboard_url", "")),
+                "dashboard": server_href(ann.get("dashboard_url", "")),
             }
         )
     return {

@@ -26,6 +26,20 @@ ORDER BY n_requests DESC, service
 LIMIT {{limit:UInt32}}
 """
 
+# One page of the services list (busiest first, then by name: a total order, so pages neither overlap
+# nor skip), with n_services, the number of services in the range counted before the page is cut out.
+SERVICES_PAGE = f"""
+SELECT service, n_requests, n_errors, bucket_ids, bucket_counts, n_services
+FROM (
+    SELECT service_name AS service, {_STATS}, count() OVER () AS n_services
+    FROM red_1m
+    WHERE {_RANGE}
+    GROUP BY service
+)
+ORDER BY n_requests DESC, service
+LIMIT {{limit:UInt32}} OFFSET {{offset:UInt64}}
+"""
+
 OPERATIONS = f"""
 SELECT operation AS op_name, kind AS op_kind, {_STATS}
 FROM red_1m
@@ -48,4 +62,16 @@ TOTAL = f"""
 SELECT {_STATS}
 FROM red_1m
 WHERE service_name = {{service:String}} AND {_OPERATION} AND {_RANGE}
+"""
+
+# Requests and errors per step of many services at once (the home page's sparklines): one grouped
+# pass over the roll-up instead of one SERIES query per service. No histogram: a sparkline draws
+# rates only, and merging latency maps for every service and step would be most of the cost.
+SERVICES_RATES = f"""
+SELECT service_name AS service, intDiv(toUInt32(minute), {{step:UInt32}}) * {{step:UInt32}} AS point,
+    sum(requests) AS n_requests, sum(errors) AS n_errors
+FROM red_1m
+WHERE service_name IN {{services:Array(String)}} AND {_RANGE}
+GROUP BY service, point
+ORDER BY service, point
 """
