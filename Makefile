@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) bench/ingest.py
 	$(PY) bench/queries.py
 	$(PY) bench/slo_engine.py
+	$(PY) bench/home.py
 
 # Kill -9 twenty times under SDK load, then three times the sustainable load under the memory bound;
 # each appends its table to docs/reliability/ (crash-loop.md, overload.md), about 10 minutes in all.
