@@ -19,7 +19,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from slo.instants import UNIX_MILLISECONDS, UNIX_SECONDS, parse_instant_ns
 from store.explore import encode_cursor
-from tests.conftest import InProcess, in_process
+from tests.conftest import in_process
+from tests.test_explore import Server as ExploreServer
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 MS = 10**6
@@ -198,15 +199,7 @@ def load(otlp: str) -> None:
     )
 
 
-class Server(InProcess):
-    def get(self, path: str, **params: Any) -> httpx.Response:
-        return httpx.get(f"{self.api}{path}", params=params, timeout=30)
-
-    def ok(self, path: str, **params: Any) -> dict[str, Any]:
-        reply = self.get(path, **params)
-        assert reply.status_code == 200, reply.text
-        return reply.json()
-
+class Server(ExploreServer):
     def trace_ids(self, **params: Any) -> list[str]:
         return [t["trace_id"] for t in self.ok("/api/v1/traces", **params)["traces"]]
 
