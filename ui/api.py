@@ -22,6 +22,7 @@ from ui import (
     api_slo,
     jaeger,
     pages_common,
+    pages_incidents,
     pages_login,
     pages_services,
     pages_slos,
@@ -133,6 +134,7 @@ def create_app(
     app.include_router(api_alerts.router(backend, catalog, parse_matcher, external_url))
     app.include_router(api_admin.router(catalog, admin or AdminHooks()))
     app.include_router(pages_slos.router(backend, catalog))
+    app.include_router(pages_incidents.router(backend, catalog))
     app.include_router(pages_services.router(backend, catalog))
     app.include_router(jaeger.router(backend), prefix="/jaeger")
     app.include_router(pages_traces.router(backend))
