@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import cast, get_args
 
 from alerts.model import SLO_INSTANCE_LABEL, Alert, Matcher, MatchOp, Silence, slo_instance
@@ -165,3 +166,19 @@ def silenced_by(labels: Mapping[str, str], silences: Sequence[Silence], at_s: in
     A silence without matchers silences nothing (Alertmanager refuses such silences; muting every
     alert by accident is worse than a no-op)."""
     return [s.id for s in silences if s.matchers and is_active(s, at_s) and matches_all(s.matchers, labels)]
+
+
+def silence_state(silence: Silence, at_s: int) -> str:
+    """Alertmanager's silence states: ``pending`` (starts later), ``active`` or ``expired``."""
+    if at_s < silence.starts_at_s:
+        return "pending"
+    return "active" if at_s < silence.ends_at_s else "expired"
+
+
+def expire(silence: Silence, at_s: int) -> Silence:
+    """``silence`` ended at ``at_s`` (Alertmanager's expire): an active one ends now, a pending one
+    never starts (it starts and ends now). One already ended is returned unchanged, so expiring it
+    again does not move its end."""
+    if silence.ends_at_s <= at_s:
+        return silence
+    return replace(silence, starts_at_s=min(silence.starts_at_s, at_s), ends_at_s=at_s)

@@ -236,18 +236,31 @@ DELIVERED = (
     "SELECT DISTINCT notification_id FROM deliveries WHERE ok AND notification_id IN {ids:Array(String)}"
 )
 
+# updated_at_ms: when the newest version was written (an expiry writes one: alerts/store.py).
 SILENCES = """
 SELECT id, matchers, toUnixTimestamp(starts_at) AS starts_at_s, toUnixTimestamp(ends_at) AS ends_at_s,
-       created_by, comment
+       created_by, comment, toUnixTimestamp64Milli(updated_at) AS updated_at_ms
 FROM silences FINAL
 ORDER BY starts_at_s, id
 LIMIT 100000
 """
 
+# Since migration 0013 an incident has one row per acknowledgement (ack_id in the sorting key): the
+# latest of each incident is what stops its repeats and what the lists show.
 ACKS = """
 SELECT incident_id, toUnixTimestamp64Milli(at) AS at_ms, by, comment
 FROM incident_acks FINAL
+ORDER BY incident_id, at DESC, ack_id DESC
+LIMIT 1 BY incident_id
 LIMIT 100000
+"""
+
+INCIDENT_ACKS = """
+SELECT toUnixTimestamp64Milli(at) AS at_ms, by, comment
+FROM incident_acks FINAL
+WHERE incident_id = {id:String}
+ORDER BY at, ack_id
+LIMIT 10000
 """
 
 # The oldest live evaluator leads; argMin over (started_at, id) so every evaluator picks the same one.

@@ -7,6 +7,7 @@ incident or silence is what a restarted or second evaluator sees.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
@@ -292,34 +293,63 @@ def save_silence(backend: Backend, silence: Silence, updated_at_ms: int) -> None
 
 def load_silences(backend: Backend, active_at_s: int | None = None) -> list[Silence]:
     """Every silence (newest version each), or only those active at ``active_at_s``."""
-    rows = backend.query_arrow(sql.SILENCES).to_pylist()
-    out = [
-        Silence(
-            r["id"],
-            tuple(Matcher(**m) for m in json.loads(r["matchers"])),
-            r["starts_at_s"],
-            r["ends_at_s"],
-            r["created_by"],
-            r["comment"],
-        )
-        for r in rows
-    ]
+    out = [s for s, _ in silence_versions(backend)]
     if active_at_s is not None:
         out = [s for s in out if s.starts_at_s <= active_at_s < s.ends_at_s]
     return out
 
 
+def silence_versions(backend: Backend) -> list[tuple[Silence, int]]:
+    """Every silence (newest version each) with when that version was written (unix ms): an expiry
+    writes a version at the moment it sets the end, which tells it from a silence that ran out."""
+    rows = backend.query_arrow(sql.SILENCES).to_pylist()
+    return [
+        (
+            Silence(
+                r["id"],
+                tuple(Matcher(**m) for m in json.loads(r["matchers"])),
+                r["starts_at_s"],
+                r["ends_at_s"],
+                r["created_by"],
+                r["comment"],
+            ),
+            r["updated_at_ms"],
+        )
+        for r in rows
+    ]
+
+
 def acknowledge(backend: Backend, incident_id: str, at_ms: int, by: str, comment: str) -> None:
+    """Record an acknowledgement; every one is kept (migration 0013). The same acknowledgement
+    written twice (a retried insert) is one: its id is a hash of what it says."""
+    digest = hashlib.blake2b(
+        json.dumps([incident_id, at_ms, by, comment]).encode(), digest_size=12
+    ).hexdigest()
     table = pa.table(
-        {"incident_id": [incident_id], "at": pa.array([at_ms], _TS_MS), "by": [by], "comment": [comment]}
+        {
+            "incident_id": [incident_id],
+            "at": pa.array([at_ms], _TS_MS),
+            "by": [by],
+            "comment": [comment],
+            "ack_id": [digest],
+        }
     )
     backend.insert_arrow("incident_acks", table)
 
 
+def _ack(r: dict[str, Any]) -> dict[str, Any]:
+    return {"at": r["at_ms"] / 1000, "by": r["by"], "comment": r["comment"]}
+
+
 def acknowledgements(backend: Backend) -> dict[str, dict[str, Any]]:
-    """Acknowledged incidents by id: who and when."""
+    """Acknowledged incidents by id: who and when, of the latest acknowledgement of each."""
     rows = backend.query_arrow(sql.ACKS).to_pylist()
-    return {r["incident_id"]: {"at": r["at_ms"] / 1000, "by": r["by"], "comment": r["comment"]} for r in rows}
+    return {r["incident_id"]: _ack(r) for r in rows}
+
+
+def incident_acknowledgements(backend: Backend, incident_id: str) -> list[dict[str, Any]]:
+    """Every acknowledgement of an incident (at, by, comment), oldest first."""
+    return [_ack(r) for r in backend.query_arrow(sql.INCIDENT_ACKS, {"id": incident_id}).to_pylist()]
 
 
 # -- evaluator leases --------------------------------------------------------------------------------

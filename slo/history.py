@@ -76,6 +76,14 @@ def record(backend: Backend, results: Sequence[InstanceResult]) -> None:
     backend.insert_arrow("slo_evaluations", table, dedup_token=f"slo_evaluations:{digest.hexdigest()[:32]}")
 
 
+def _with_dicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with their map columns as dicts (Arrow gives lists of pairs)."""
+    for row in rows:
+        for column in ("group_labels", "burn_rates", "alert_rules"):
+            row[column] = dict(row[column])
+    return rows
+
+
 def read(
     backend: Backend, slo: str, start_s: int, end_s: int, group: str = "", limit: int = 10_000
 ) -> list[dict[str, Any]]:
@@ -92,13 +100,39 @@ def read(
         "group_key": group,
         "limit": limit,
     }
-    rows = backend.query_arrow(sql.HISTORY, params).to_pylist()
+    rows = _with_dicts(backend.query_arrow(sql.HISTORY, params).to_pylist())
     for row in rows:
-        row["group_labels"] = dict(row["group_labels"])
-        row["burn_rates"] = dict(row["burn_rates"])
-        row["alert_rules"] = dict(row["alert_rules"])
         error = row["error"] or None
         no_data = error is not None and error.startswith(NO_DATA_PREFIX)
         row["error"] = None if no_data else error
         row["no_data"] = error[len(NO_DATA_PREFIX) :] if no_data else None
     return rows
+
+
+def latest(backend: Backend, slos: Sequence[str], since_s: int) -> list[dict[str, Any]]:
+    """The newest stored evaluation of every instance of ``slos`` evaluated since ``since_s``, in
+    one query whatever the number of SLOs; by SLO then group."""
+    if not slos:
+        return []
+    params = {"slos": list(slos), "since_s": max(0, min(since_s, 2**32 - 1))}
+    return _with_dicts(backend.query_arrow(sql.LATEST, params).to_pylist())
+
+
+#: An instance burns when its budget goes faster than the window allows: a burn rate of 1 over the
+#: last hour spends exactly the whole budget in one window.
+BURNING_RATE = 1.0
+
+
+def burning(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of :func:`latest`'s rows, the instances out of budget, with an alert rule firing, or burning
+    faster than ``BURNING_RATE`` over the last hour: out of budget first, then firing, then by burn
+    rate. Each row gains ``firing`` (its firing rules' labels) and ``out_of_budget``."""
+    found = []
+    for row in rows:
+        remaining, burn = row["remaining"], row["burn_rates"].get("1h")
+        firing = sorted(label for label, fired in row["alert_rules"].items() if fired)
+        out = remaining is not None and remaining <= 0
+        if out or firing or (burn is not None and burn >= BURNING_RATE):
+            found.append({**row, "firing": firing, "out_of_budget": out})
+    found.sort(key=lambda r: (not r["out_of_budget"], not r["firing"], -(r["burn_rates"].get("1h") or 0.0)))
+    return found

@@ -316,3 +316,14 @@ WHERE slo = {slo:String}
 ORDER BY group_key, evaluated_at
 LIMIT {limit:UInt32}
 """
+
+# The newest evaluation of every instance of the given SLOs since {since_s}: the home page's "SLOs
+# burning". LIMIT BY keeps one row per instance without FINAL (a duplicate row is the same result).
+LATEST = """
+SELECT toUInt32(evaluated_at) AS at_s, slo, service, group_key, group_labels, objective, window,
+       sli, remaining, burn_rates, alert_rules, error
+FROM slo_evaluations
+WHERE slo IN {slos:Array(String)} AND evaluated_at >= toDateTime({since_s:UInt32}, 'UTC')
+ORDER BY slo, group_key, evaluated_at DESC
+LIMIT 1 BY slo, group_key
+"""

@@ -194,6 +194,8 @@ class ServiceRed:
     service: str
     stats: RedStats
     window: Window
+    #: Requests per second in the last minutes of the window (``services_page``'s ``recent_s``).
+    current_rate: float | None = None
 
 
 def services_overview(backend: Backend, start_ns: int, end_ns: int, limit: int = 100) -> list[ServiceRed]:
@@ -204,17 +206,35 @@ def services_overview(backend: Backend, start_ns: int, end_ns: int, limit: int =
     return [ServiceRed(row["service"], _stats(row, window.seconds), window) for row in rows]
 
 
+#: What the services list may be sorted by, and each key's natural direction (True: descending).
+SERVICE_SORTS = {key: key != "service" for key in sql.SERVICES_ORDER}
+
+
 @dataclass(frozen=True)
 class ServicesPage:
-    """One page of the services list and how many services the whole range holds."""
+    """One page of the services list and how many services (matching the filter) the range holds."""
 
     services: list[ServiceRed]
     total: int
     offset: int
 
 
-def services_page(backend: Backend, start_ns: int, end_ns: int, limit: int, offset: int = 0) -> ServicesPage:
-    """RED per service, busiest first (ties by name), rows ``offset`` to ``offset + limit``.
+def services_page(
+    backend: Backend,
+    start_ns: int,
+    end_ns: int,
+    limit: int,
+    offset: int = 0,
+    *,
+    sort: str = "requests",
+    descending: bool = True,
+    match: str = "",
+    recent_s: int = 300,
+) -> ServicesPage:
+    """RED per service, ordered by ``sort`` (a key of ``SERVICE_SORTS``; ties busiest first, then by
+    name), rows ``offset`` to ``offset + limit``, of the services whose name contains ``match`` (any
+    case). ``current_rate`` is the rate of the last ``recent_s`` seconds before ``end_ns``, over the
+    time that has passed of them (the newest minute may still be filling).
 
     One query whatever the page: ``total`` is counted in the same pass. A page past the last service
     is empty and its ``total`` 0, since no row carries the count.
@@ -222,10 +242,17 @@ def services_page(backend: Backend, start_ns: int, end_ns: int, limit: int, offs
     _check_limit(limit)
     if not 0 <= offset < 2**63:
         raise ValueError(f"offset must be a whole number from 0, got {offset}")
+    if sort not in SERVICE_SORTS:
+        raise ValueError(f"sort: {sort!r} must be one of {', '.join(SERVICE_SORTS)}")
     window = minute_window(start_ns, end_ns)
-    params = {**_range_params(window), "limit": limit, "offset": offset}
-    rows = backend.query_arrow(sql.SERVICES_PAGE, params).to_pylist()
-    services = [ServiceRed(row["service"], _stats(row, window.seconds), window) for row in rows]
+    recent_start = max(window.start_s, window.end_s - recent_s)
+    elapsed = max(1.0, min(end_ns / 1e9, window.end_s) - recent_start)
+    params = {**_range_params(window), "limit": limit, "offset": offset, "match": match, "recent": recent_start}
+    rows = backend.query_arrow(sql.services_page(sort, descending), params).to_pylist()
+    services = [
+        ServiceRed(row["service"], _stats(row, window.seconds), window, int(row["n_recent"]) / elapsed)
+        for row in rows
+    ]
     return ServicesPage(services, int(rows[0]["n_services"]) if rows else 0, offset)
 
 

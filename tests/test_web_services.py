@@ -27,6 +27,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from alerts import store as alert_store
+from slo import evaluator, history
 from store import red
 from ui import pages_services
 
@@ -207,20 +208,100 @@ def test_the_services_table_shows_each_service_with_its_numbers_and_a_sparkline(
     assert dialogs == [] and page.problems == []
 
 
-def test_sorting_by_error_ratio_and_clicking_through_to_the_failing_service(loaded: InProcess, page) -> None:  # noqa: ANN001
+def test_services_come_worst_error_ratio_first_and_every_header_sorts(loaded: InProcess, page) -> None:  # noqa: ANN001
     page.goto(f"{loaded.api}/")
     names = page.locator("table.services tbody tr td.name")
-    assert names.first.inner_text() == "pay"  # busiest first
-    header = page.locator("table.services th", has_text="Error ratio")
-    header.click()  # ascending
-    assert names.last.inner_text() == "pay"
-    header.click()  # descending: the failing one first
-    assert names.first.inner_text() == "pay"
-    assert names.nth(1).inner_text() == "checkout"
+
+    def order() -> list[str]:
+        return names.all_inner_texts()
+
+    # Worst error ratio first; the two without errors, busiest first.
+    assert order() == ["pay", "checkout", "frontend", EVIL]
+    assert page.locator("table.services th[aria-sort]").inner_text().startswith("Error ratio")
+    header = page.locator("table.services th a", has_text="Error ratio")
+    with page.expect_navigation():
+        header.click()  # the same column again: the other way
+    assert "sort=error_ratio" in page.url and "dir=asc" in page.url
+    assert order()[-1] == "pay" and page.locator("th[aria-sort=ascending]").count() == 1
+    for column, expected in (
+        ("Requests", ["pay", "checkout", "frontend", EVIL]),  # 50, 40, 40 (by name), 5
+        ("Service", sorted(["pay", "checkout", "frontend", EVIL])),
+        ("p50", ["frontend", "checkout", "pay", EVIL]),  # 100 ms, 50 ms, 20 ms, 5 ms: slowest first
+    ):
+        with page.expect_navigation():
+            page.locator("table.services th a", has_text=column).first.click()
+        assert order() == expected, column
     with page.expect_navigation():
         names.first.locator("a").click()
-    assert page.url.endswith("/services/pay?last=1h")
-    assert page.locator("h1").inner_text() == "pay"
+    assert page.url.endswith("/services/frontend?last=1h")
+    assert page.locator("h1").inner_text() == "frontend"
+    assert page.problems == []
+    # An unknown column or direction is a 400 page that names it.
+    for query, named in (("sort=colour", "sort"), ("dir=up", "dir")):
+        reply = httpx.get(f"{loaded.api}/?{query}", headers={"Accept": "text/html"})
+        assert reply.status_code == 400 and named in reply.text, query
+
+
+def test_home_shows_open_incidents_then_burning_slos_then_services(loaded: InProcess, page) -> None:  # noqa: ANN001
+    """What an on-call engineer needs first: the incident, who has it, the SLO burning."""
+    now = int(time.time())
+    history.record(loaded.backend, evaluator.evaluate(loaded.backend, loaded.server.slos, now))
+    alert_store.acknowledge(loaded.backend, "inc-pay-1", now * 1000, "alice", "looking")
+    page.goto(f"{loaded.api}/")
+    sections = page.locator("main section")
+    assert [sections.nth(i).get_attribute("class") for i in range(3)] == [
+        "home-incidents",
+        "home-slos",
+        "home-services",
+    ]
+    incident = page.locator(".home-incidents table tbody tr")
+    assert incident.count() == 1
+    cells = incident.locator("td").all_inner_texts()
+    assert cells[0].lower() == "page" and cells[1] == "pay-availability" and cells[2] == "pay"
+    assert cells[4] == "alice"
+    assert incident.locator("time").get_attribute("datetime").endswith("Z")
+    with page.expect_navigation():
+        incident.locator("a").click()
+    assert page.url.endswith("/incidents/inc-pay-1")
+    page.go_back()
+    # 20 bad of 50 in the last hour against a 1% budget: the budget is gone, burning 40 times over.
+    slo = page.locator(".home-slos table tbody tr")
+    assert slo.count() == 1
+    slo_cells = slo.locator("td").all_inner_texts()
+    assert slo_cells[0] == "pay-availability" and slo_cells[1] == "pay"
+    assert "overspent" in slo_cells[4] and slo_cells[5] == "40.00×"
+    assert slo.locator("a").get_attribute("href") == "/slos/pay-availability"
+    screenshot(page, "home")
+    assert page.problems == []
+
+
+def test_the_current_rate_and_the_filter_box(loaded: InProcess, page) -> None:  # noqa: ANN001
+    # "Now" is the last 5 minutes of the range. Ending 10 minutes after the last span: all quiet.
+    end_s = BASE // 10**9 + 20 * 60
+    quiet = httpx.get(f"{loaded.api}/?start={(end_s - 3600) * 1000}&end={(end_s + 600) * 1000}").text
+    assert quiet.count('<td class="num current">0.00/s</td>') == 4
+    # Ending 20 minutes after BASE: frontend's 10 requests of its last 5 minutes (one every 30 s),
+    # pay's 10 charges and 2 refunds; the rate over the whole hour is lower.
+    page.goto(f"{loaded.api}/?start={(end_s - 3600) * 1000}&end={end_s * 1000}")
+
+    def rates(service: str) -> tuple[str, str]:
+        row = page.locator(f'tr[data-service="{service}"]')
+        return row.locator("td.current").inner_text(), row.locator("td.rate").inner_text()
+
+    assert rates("frontend") == ("0.03/s", "0.01/s")
+    assert rates("pay") == ("0.04/s", "0.01/s")
+    assert rates(EVIL)[0] == "0.00/s"
+    box = page.get_by_label("Filter services")
+    box.fill("CHECK")
+    with page.expect_navigation():
+        box.press("Enter")
+    assert page.locator("table.services tbody tr td.name").all_inner_texts() == ["checkout"]
+    assert "1 service with requests matching" in page.locator(".home-services p.muted").inner_text()
+    assert f"start={(end_s - 3600) * 1000}" in page.url  # the range is kept
+    box.fill("nothing-like-this")
+    with page.expect_navigation():
+        box.press("Enter")
+    assert "No service matching" in page.locator(".home-services").inner_text()
     assert page.problems == []
 
 
@@ -451,8 +532,9 @@ def test_the_home_page_makes_the_same_few_store_queries_for_5_services_as_for_30
     large, large_html = _home_queries(fleet, _window(FLEET_AT))
     assert small_html.count('<svg class="spark"') == SMALL
     assert large_html.count('<svg class="spark"') == pages_services.PAGE_SIZE  # the first page
-    # A fixed number: the page of services, and every sparkline of it in one grouped query.
-    assert 1 <= len(small) <= 3, small
+    # A fixed number: the page of services, every sparkline of it in one grouped query, the open
+    # incidents, their acknowledgements and the SLOs' newest evaluations.
+    assert 1 <= len(small) <= 5, small
     assert len(large) == len(small), (len(small), len(large))
 
 
@@ -462,7 +544,9 @@ def test_the_grouped_sparklines_draw_what_each_services_own_series_gives(fleet: 
     step = pages_services._step_ns(end_ns - start_ns, pages_services.SPARK_POINTS)
     names = [_fleet_name(i) for i in (0, 1, 2, 5, 299)] + ["no-such-service"]
     rates = red.request_rates(fleet.backend, names, start_ns, end_ns, step)
-    html = httpx.get(f"{fleet.api}/?{_window(FLEET_AT)}&page=2", headers={"Accept": "text/html"}).text
+    html = httpx.get(
+        f"{fleet.api}/?{_window(FLEET_AT)}&sort=requests&page=2", headers={"Accept": "text/html"}
+    ).text
     for name in names:
         series = red.red_series(fleet.backend, name, None, start_ns, end_ns, step)
         own = [(p.time_s, p.stats.rate, p.stats.error_rate) for p in series.points]
@@ -479,8 +563,13 @@ def test_the_grouped_sparklines_draw_what_each_services_own_series_gives(fleet: 
 def test_past_200_services_the_table_pages_with_links_that_work_without_javascript(
     fleet: InProcess, browser
 ) -> None:  # noqa: ANN001
-    # Busiest first, then by name: 3 requests (i % 3 == 2), then 2, then 1.
-    expected = sorted((_fleet_name(i) for i in range(FLEET)), key=lambda n: (-(1 + int(n[-3:]) % 3), n))
+    # Worst error ratio first (one error in every fifth service), then busiest, then by name.
+    def key(name: str) -> tuple[float, int, str]:
+        i = int(name[-3:])
+        requests, errors = 1 + i % 3, int(i % 5 == 0)
+        return (-errors / requests, -requests, name)
+
+    expected = sorted((_fleet_name(i) for i in range(FLEET)), key=key)
     context = browser.new_context(java_script_enabled=False, viewport={"width": 1400, "height": 900})
     try:
         page = context.new_page()

@@ -24,13 +24,14 @@ from ui import (
     pages_common,
     pages_incidents,
     pages_login,
+    pages_map,
     pages_services,
     pages_slos,
     pages_traces,
 )
 from ui.api_admin import AdminHooks
 from ui.auth import Authenticator, AuthMiddleware
-from ui.scoping import SloCatalog
+from ui.scoping import SloCatalog, open_incidents
 from ui.security_headers import SecurityHeadersMiddleware
 
 
@@ -91,6 +92,7 @@ def create_app(
     catalog = slos if isinstance(slos, SloCatalog) else SloCatalog(slos)
     auth = auth or Authenticator()
     app.state.auth, app.state.slos = auth, catalog
+    app.state.open_incident_count = lambda request: len(open_incidents(backend, catalog, request))
     app.add_middleware(AuthMiddleware, auth=auth)
 
     pages_common.install(app)
@@ -136,6 +138,7 @@ def create_app(
     app.include_router(pages_slos.router(backend, catalog))
     app.include_router(pages_incidents.router(backend, catalog))
     app.include_router(pages_services.router(backend, catalog))
+    app.include_router(pages_map.router(backend))
     app.include_router(jaeger.router(backend), prefix="/jaeger")
     app.include_router(pages_traces.router(backend))
 

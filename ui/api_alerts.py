@@ -2,13 +2,16 @@
 
 * ``GET /api/v1/alerts?state=``: every alert (one per SLO, severity and group), firing first.
 * ``GET /api/v1/incidents?status=&limit=``: incidents, open first, newest first.
-* ``GET /api/v1/incidents/{id}``: one incident: its alerts, the timeline of their state changes and
-  of the notifications sent (with every delivery attempt), and its acknowledgement.
+* ``GET /api/v1/incidents/{id}``: one incident: its alerts, the timeline of their state changes, of
+  the notifications sent (with every delivery attempt), of its acknowledgements and of the start and
+  end of the silences that matched its alerts; ``acknowledged`` (the latest acknowledgement),
+  ``acknowledgements`` (every one, oldest first) and ``silences`` (the matched ones).
 * ``POST /api/v1/incidents/{id}/ack``: acknowledge (JSON ``{"by": ..., "comment": ...}``): no more
   repeats; the resolve is still sent.
 * ``GET /api/v1/silences``, ``POST /api/v1/silences`` (JSON ``{"matchers": ["slo = checkout"],
   "duration": "2h"`` or ``"ends_at": RFC 3339``, ``"created_by", "comment"}``),
-  ``DELETE /api/v1/silences/{id}`` (expires it now).
+  ``DELETE /api/v1/silences/{id}`` (expires it now; Alertmanager's DELETE /api/v2/silence/{id}). A
+  silence's ``state`` is Alertmanager's: pending, active or expired; an expired one stays listed.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 
 from alerts import store
 from alerts.model import Silence
+from alerts.silences import expire, silence_state
 from slo.model import Slo, parse_duration
 from store.backend import Backend
 from ui.auth import require
+from ui.pages_incidents import matched_silences, timeline_events
 from ui.params import bad_request, call_store, parse_limit, parse_time
 from ui.scoping import SloCatalog, incident_visible, restricted, silence_visible
 
@@ -101,15 +106,17 @@ def router(
         incident = visible_incident(request, incident_id)
         by_name = catalog.by_name(request)
         records = call_store(lambda: store.load_alerts(backend))
-        incident["alerts"] = [alert_json(records[a], by_name) for a in incident["alert_ids"] if a in records]
+        alerts = [records[a] for a in incident["alert_ids"] if a in records]
+        incident["alerts"] = [alert_json(r, by_name) for r in alerts]
         transitions = call_store(lambda: store.transitions(backend, incident["alert_ids"]))
         notifications = call_store(lambda: store.incident_notifications(backend, incident_id))
-        timeline = [{"at": t["at_s"], "type": "alert", **t} for t in transitions] + [
-            {"at": n["at_s"], "type": "notification", **{k: v for k, v in n.items() if k != "payload"}}
-            for n in notifications
-        ]
-        incident["timeline"] = sorted(timeline, key=lambda e: (e["at"], e["type"]))
-        incident["acknowledged"] = call_store(lambda: store.acknowledgements(backend)).get(incident_id)
+        acks = call_store(lambda: store.incident_acknowledgements(backend, incident_id))
+        now_s = int(time.time())
+        silences = call_store(lambda: matched_silences(backend, by_name, incident, alerts, now_s))
+        incident["timeline"] = timeline_events(transitions, notifications, acks, silences)
+        incident["acknowledged"] = acks[-1] if acks else None
+        incident["acknowledgements"] = acks
+        incident["silences"] = [silence_json(s["silence"], now_s) for s in silences]
         return incident
 
     @api.post("/api/v1/incidents/{incident_id}/ack", dependencies=responder)
@@ -132,6 +139,7 @@ def router(
             "starts_at": s.starts_at_s,
             "ends_at": s.ends_at_s,
             "active": s.starts_at_s <= now_s < s.ends_at_s,
+            "state": silence_state(s, now_s),
             "created_by": s.created_by,
             "comment": s.comment,
         }
@@ -202,16 +210,11 @@ def router(
         if not found:
             raise HTTPException(404, f"no silence {silence_id!r}")
         now_s = int(time.time())
-        silence = found[0]
-        expired = Silence(
-            silence.id,
-            silence.matchers,
-            min(silence.starts_at_s, now_s),
-            now_s,
-            silence.created_by,
-            silence.comment,
-        )
-        call_store(lambda: store.save_silence(backend, expired, time.time_ns() // 1_000_000))
+        expired = expire(found[0], now_s)
+        # Expiring an ended silence again changes nothing (its end stays where it was): 200, as the
+        # DELETE of something already gone is for a retrying client.
+        if expired != found[0]:
+            call_store(lambda: store.save_silence(backend, expired, time.time_ns() // 1_000_000))
         return silence_json(expired, now_s)
 
     return api

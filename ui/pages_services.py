@@ -1,9 +1,13 @@
 """The Services pages of the web UI.
 
-* ``GET /``: every service with rate, error ratio, p50/p95/p99 and a sparkline of its request rate
-  (inline SVG drawn here, so it shows without JavaScript); JSON twin ``/api/v1/services``. Two store
-  queries whatever the number of services (the page of services, then every sparkline in one grouped
-  query); ``PAGE_SIZE`` services a page, ``?page=2`` and on with previous/next links.
+* ``GET /``: what is burning. The open incidents (severity, SLO, since when, acknowledged by whom),
+  the SLOs burning or out of budget (their newest stored evaluations), then every service with rate
+  over the range and over its last minutes, error ratio, p50/p95/p99 and a sparkline of its request
+  rate (inline SVG drawn here, so it shows without JavaScript), worst error ratio first; the headers
+  sort (``?sort=&dir=``) and a filter box keeps the names that contain ``?q=``. JSON twin
+  ``/api/v1/services``. Five store queries whatever the number of services (the page of services,
+  every sparkline in one grouped query, open incidents, their acknowledgements, the SLOs' newest
+  evaluations); ``PAGE_SIZE`` services a page, ``?page=2`` and on with previous/next links.
 * ``GET /services/{name}``: RED charts (uPlot over data embedded as JSON, an HTML table without
   JavaScript), operations, upstream and downstream services from the service map, the service's SLOs
   and its open incidents; JSON twin ``/api/v1/red?service=``.
@@ -26,12 +30,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from alerts import store as alert_store
-from slo import evaluator
+from slo import evaluator, history
 from slo.model import Slo
 from store import explore, red
 from store.backend import Backend, StoreError, StoreUnavailable
 from ui import web
-from ui.scoping import SloCatalog, incident_visible
+from ui.pages_slos import slo_href
+from ui.scoping import SloCatalog, incident_visible, open_incidents
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,6 +45,14 @@ T = TypeVar("T")
 SERVICES_LIMIT = 500
 #: Services per page of ``/``: past this many, ``?page=`` pages through the rest.
 PAGE_SIZE = 200
+#: The "current" rate column: requests per second over the last minutes of the range.
+CURRENT_S = 300
+#: The default order of the services table: the worst error ratio first.
+DEFAULT_SORT = "error_ratio"
+#: Longest ``?q=`` filter text kept.
+MAX_FILTER = 200
+#: An SLO instance counts on the home page if the evaluator stored a result this recently.
+SLO_FRESH_S = 900
 #: Points of a sparkline and of a service page chart (steps are whole minutes, so fewer on short ranges).
 SPARK_POINTS = 30
 CHART_POINTS = 120
@@ -125,6 +138,53 @@ def _page_number(request: Request) -> int:
     return int(raw)
 
 
+def _sort(request: Request) -> tuple[str, bool]:
+    """``?sort=`` (a column key, worst error ratio by default) and ``?dir=asc|desc`` (the column's
+    natural direction by default: names A to Z, numbers largest first); anything else is a 400."""
+    sort = request.query_params.get("sort") or DEFAULT_SORT
+    if sort not in red.SERVICE_SORTS:
+        raise web.PageError(
+            400, "Bad request", f"sort: {sort!r} must be one of {', '.join(red.SERVICE_SORTS)}"
+        )
+    direction = request.query_params.get("dir") or ""
+    if direction not in ("", "asc", "desc"):
+        raise web.PageError(400, "Bad request", f"dir: {direction!r} must be asc or desc")
+    return sort, red.SERVICE_SORTS[sort] if not direction else direction == "desc"
+
+
+#: The services table's columns: (sort key, header, numeric); the sparkline column is not sortable.
+COLUMNS = (
+    ("service", "Service", False),
+    ("rate", "Rate", True),
+    ("current", "Now", True),
+    ("requests", "Requests", True),
+    ("errors", "Errors", True),
+    ("error_ratio", "Error ratio", True),
+    ("p50", "p50", True),
+    ("p95", "p95", True),
+    ("p99", "p99", True),
+)
+
+
+def _columns(request: Request, sort: str, descending: bool) -> list[dict[str, Any]]:
+    """Each column's header: its link sorts by it (again: the other way), from page 1."""
+    out = []
+    for key, label, numeric in COLUMNS:
+        current = key == sort
+        flip = "asc" if descending else "desc"
+        natural = "desc" if red.SERVICE_SORTS[key] else "asc"
+        out.append(
+            {
+                "key": key,
+                "label": label,
+                "numeric": numeric,
+                "href": web.with_query(request, sort=key, dir=flip if current else natural, page=None),
+                "aria_sort": ("descending" if descending else "ascending") if current else None,
+            }
+        )
+    return out
+
+
 def _chart_data(series: red.RedSeries) -> dict[str, Any]:
     """Columns for uPlot: times in seconds and one list per measure (None: no requests in the step)."""
     pts = series.points
@@ -173,11 +233,26 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
 
     @pages.get("/", response_class=HTMLResponse)
     def services_page(request: Request) -> HTMLResponse:
-        """Every service with its RED numbers and a sparkline, busiest first."""
+        """What is burning: open incidents, SLOs burning or out of budget, then every service with
+        its RED numbers and a sparkline, worst error ratio first (or as ``?sort=&dir=`` asks)."""
         rng = web.time_range(request)
         number = _page_number(request)
+        sort, descending = _sort(request)
+        match = request.query_params.get("q", "").strip()[:MAX_FILTER]
         offset = (number - 1) * PAGE_SIZE
-        listed = _call(lambda: red.services_page(backend, rng.start_ns, rng.end_ns, PAGE_SIZE, offset))
+        listed = _call(
+            lambda: red.services_page(
+                backend,
+                rng.start_ns,
+                rng.end_ns,
+                PAGE_SIZE,
+                offset,
+                sort=sort,
+                descending=descending,
+                match=match,
+                recent_s=CURRENT_S,
+            )
+        )
         if number > 1 and not listed.services:
             raise web.PageError(
                 404,
@@ -195,10 +270,16 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
                 "name": row.service,
                 "url": service_url(row.service),
                 "stats": row.stats,
+                "current_rate": row.current_rate,
                 "spark": sparkline(rates[row.service]),
             }
             for row in listed.services
         ]
+        incidents = _call(lambda: open_incidents(backend, catalog, request))
+        acks = _call(lambda: alert_store.acknowledgements(backend)) if incidents else {}
+        visible = catalog.visible(request)
+        since = int(time.time()) - SLO_FRESH_S
+        burning = history.burning(_call(lambda: history.latest(backend, [s.name for s in visible], since)))
         last = max(1, math.ceil(listed.total / PAGE_SIZE))
         pager = {
             "number": number,
@@ -211,6 +292,15 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
             else None,
             "next": web.with_query(request, page=str(number + 1)) if number < last else None,
         }
+        kept = {
+            k: v
+            for k, v in (
+                ("sort", request.query_params.get("sort")),
+                ("dir", request.query_params.get("dir")),
+                ("q", match),
+            )
+            if v
+        }
         return web.render(
             request,
             "services.html",
@@ -219,7 +309,23 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
             services=services,
             total=listed.total,
             pager=pager,
-            slo_count=len(catalog.visible(request)),
+            columns=_columns(request, sort, descending),
+            match=match,
+            extra_query={k: v for k, v in kept.items() if v},
+            incidents=[
+                {
+                    **i,
+                    "url": "/incidents/" + quote(i["id"], safe=""),
+                    "opened_iso": _iso(i["opened_at_s"]),
+                    "acknowledged": acks.get(i["id"]),
+                }
+                for i in incidents
+            ],
+            nav_open_incidents=len(incidents),
+            burning=burning,
+            slo_href=slo_href,
+            slo_count=len(visible),
+            current_minutes=CURRENT_S // 60,
             json_url="/api/v1/services?" + urlencode({**_api_range(rng), "limit": SERVICES_LIMIT}),
         )
 

@@ -30,6 +30,7 @@ from alerts.attribution import attribute
 from alerts.links import LINK_ANNOTATIONS, server_href
 from slo import evaluator, sli
 from slo.model import MINUTE_S, Slo, format_duration
+from slo.series import MinuteCounts
 from slo.windows import floor_minute, previous_period, window_bounds
 from store.backend import Backend, StoreError
 from ui import web
@@ -96,6 +97,22 @@ def _budget_class(remaining: float | None) -> str:
     return "out" if remaining <= 0 else ("low" if remaining < 0.25 else "")
 
 
+def _bar_width(remaining: float | None) -> float:
+    """The budget bar's fill in percent: a spent or overspent budget is a full (red) bar, since an
+    empty bar reads as "no data" rather than "exhausted"."""
+    if remaining is None:
+        return 0.0
+    return 100.0 if remaining <= 0 else min(1.0, remaining) * 100
+
+
+def _ago(seconds: int) -> str:
+    """A span for people: ``12m``, ``3h 5m``, ``2d 4h`` (the two largest units)."""
+    minutes = max(1, seconds // MINUTE_S)
+    days, hours, mins = minutes // 1440, minutes // 60 % 24, minutes % 60
+    parts = [f"{days}d"] * bool(days) + [f"{hours}h"] * bool(hours) + [f"{mins}m"] * bool(mins)
+    return " ".join(parts[:2])
+
+
 # -- the router ---------------------------------------------------------------------------------------
 
 
@@ -139,7 +156,7 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
             "href": slo_href(result.slo.name, result.group),
             "sli": _finite(ev.sli) if ev else None,
             "remaining": remaining,
-            "bar_width": 0 if remaining is None else max(0.0, min(1.0, remaining)) * 100,
+            "bar_width": _bar_width(remaining),
             "bar_class": _budget_class(remaining),
             "burn": dict(ev.burn_rates) if ev else {},
             "alerting": firing.get((result.slo.name, tuple(sorted(result.group))), []),
@@ -260,30 +277,41 @@ def _slo_data(
     if current is None:
         return out
 
-    # The burn-down: a backtest of the window at about BURN_DOWN_STEPS steps (rolling: the last W;
-    # calendar: the period so far). The burn rates: one over the page's range. One store read.
-    window_start = window_bounds(slo.window, now).start_s
-    down_times = np.unique(
-        np.append(evaluator.steps(window_start, now, _step(now - window_start, BURN_DOWN_STEPS)), now)
-    )
+    # The burn-down: a backtest over the part of the window that holds data (rolling: the last W;
+    # calendar: the period so far), at about BURN_DOWN_STEPS steps of at least a minute. A young
+    # install would otherwise get the whole window at a step of hours and so a single value. The
+    # burn rates: one over the page's range. One store read: it reaches back as far as the window's
+    # first evaluation needs, which covers every later one (their windows start later).
+    window_start = floor_minute(window_bounds(slo.window, now).start_s)
     rng_start, rng_end = floor_minute(rng.start_s), min(now, floor_minute(rng.end_s))
     rng_start = min(rng_start, rng_end)
     rate_times = np.unique(
         np.append(evaluator.steps(rng_start, rng_end, _step(rng_end - rng_start, BURN_RATE_STEPS)), rng_end)
     )
-    first = min(
-        evaluator.data_start_s(slo, int(down_times[0])), evaluator.data_start_s(slo, int(rate_times[0]))
-    )
-    counts = sli.minute_counts(backend, slo, first, max(int(down_times[-1]), int(rate_times[-1])))
+    first = min(evaluator.data_start_s(slo, window_start), evaluator.data_start_s(slo, int(rate_times[0])))
+    counts = sli.minute_counts(backend, slo, first, max(now, int(rate_times[-1])))
     key = tuple(v for _, v in current.group)
     mine = {key: counts[key]} if key in counts else {}
     charts: dict[str, Any] = {"burn_down": None, "rules": []}
     if mine:
+        data_from = _first_event_s(mine[key])
+        # The first step is the minute the data began: nothing is counted yet there ("–"), and it
+        # anchors the x axis and the 0% line, so one later value still sits on a drawn axis.
+        since_data = data_from is not None and data_from > window_start
+        down_from = data_from if since_data else window_start
+        down_times = np.unique(
+            np.append(evaluator.steps(down_from, now, _step(now - down_from, BURN_DOWN_STEPS)), now)
+        )
         down = evaluator.backtest_counts(slo, mine, down_times).groups[0]
         charts["burn_down"] = {
             "x": down_times.tolist(),
             "remaining": _series(down.evaluations.remaining, 100.0),
             "step": format_duration(int(down_times[1] - down_times[0])) if len(down_times) > 1 else "1m",
+            "from": int(down_from),
+            "to": int(now),
+            "window_start": int(window_start),
+            "since_data": since_data,
+            "span": _ago(now - int(down_from)),
         }
         rates = evaluator.backtest_counts(slo, mine, rate_times).groups[0]
         for arrays in rates.rules:
@@ -309,6 +337,12 @@ def _slo_data(
         # The charts and tables above still stand; say why this part is missing.
         out["attribution_error"] = str(exc)
     return out
+
+
+def _first_event_s(counts: MinuteCounts) -> int | None:
+    """The first minute of ``counts`` with an event, or None when it has none."""
+    seen = np.flatnonzero(counts.total > 0)
+    return None if not len(seen) else counts.start_s + MINUTE_S * int(seen[0])
 
 
 def _previous_data(

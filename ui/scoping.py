@@ -25,7 +25,9 @@ from typing import Any
 from starlette.requests import HTTPConnection
 
 from alerts.model import Matcher, Silence
+from alerts.store import list_incidents
 from slo.model import Slo
+from store.backend import Backend
 from ui.identity import principal
 
 
@@ -71,6 +73,14 @@ def incident_visible(incident: dict[str, Any], names: set[str], request: HTTPCon
         return True
     slos = incident.get("slos") or []
     return bool(slos) and all(name in names for name in slos)
+
+
+def open_incidents(
+    backend: Backend, catalog: SloCatalog, request: HTTPConnection, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """The open incidents the user may see, newest first (every page's navigation counts them)."""
+    names = set(catalog.by_name(request))
+    return [i for i in list_incidents(backend, "open", limit) if incident_visible(i, names, request)]
 
 
 _SPECIAL = frozenset(".^$*+?{}[]|()\\")

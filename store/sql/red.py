@@ -26,19 +26,48 @@ ORDER BY n_requests DESC, service
 LIMIT {{limit:UInt32}}
 """
 
-# One page of the services list (busiest first, then by name: a total order, so pages neither overlap
-# nor skip), with n_services, the number of services in the range counted before the page is cut out.
-SERVICES_PAGE = f"""
-SELECT service, n_requests, n_errors, bucket_ids, bucket_counts, n_services
+
+def _quantile_bucket(q: float) -> str:
+    """The histogram bucket holding the ``q`` quantile (the rank ``store.red.quantile_ns`` picks):
+    buckets grow with duration, so ordering by it orders by latency to within one bucket."""
+    return f"bucket_ids[arrayFirstIndex(c -> c > floor({q} * arraySum(bucket_counts)), arrayCumSum(bucket_counts))]"
+
+
+#: Sort keys of the services list and their ORDER BY expressions.
+SERVICES_ORDER = {
+    "service": "service",
+    "rate": "n_requests",
+    "current": "n_recent",
+    "requests": "n_requests",
+    "errors": "n_errors",
+    "error_ratio": "n_errors / n_requests",
+    "p50": _quantile_bucket(0.5),
+    "p95": _quantile_bucket(0.95),
+    "p99": _quantile_bucket(0.99),
+}
+
+
+def services_page(sort: str, descending: bool) -> str:
+    """One page of the services list in a total order (``sort``'s key, then busiest, then by name, so
+    pages neither overlap nor skip), with n_services, the number of matching services in the range
+    counted before the page is cut out, and n_recent, the requests since {recent} (the "current"
+    rate). {match} keeps the services whose name holds it (any case; '' keeps all). ``sort`` is a key
+    of SERVICES_ORDER: request values choose a clause but never reach the SQL text."""
+    order = f"{SERVICES_ORDER[sort]} {'DESC' if descending else 'ASC'}"
+    return f"""
+SELECT service, n_requests, n_errors, bucket_ids, bucket_counts, n_recent, n_services
 FROM (
-    SELECT service_name AS service, {_STATS}, count() OVER () AS n_services
+    SELECT service_name AS service, {_STATS},
+        sumIf(requests, minute >= toDateTime({{recent:UInt32}}, 'UTC')) AS n_recent,
+        count() OVER () AS n_services
     FROM red_1m
-    WHERE {_RANGE}
+    WHERE {_RANGE} AND positionCaseInsensitiveUTF8(service_name, {{match:String}}) > 0
     GROUP BY service
 )
-ORDER BY n_requests DESC, service
+ORDER BY {order}, n_requests DESC, service
 LIMIT {{limit:UInt32}} OFFSET {{offset:UInt64}}
 """
+
 
 OPERATIONS = f"""
 SELECT operation AS op_name, kind AS op_kind, {_STATS}
