@@ -117,16 +117,18 @@ class Pending:
     window: Window
 
 
-def windows(backend: Backend, first_s: int, end_s: int) -> dict[int, Window]:
-    """The :class:`Window` of every minute in ``[first_s, end_s)`` (unix seconds), as counted on
-    insert (``span_counts_1m``)."""
+def windows(
+    backend: Backend, first_s: int, end_s: int, minutes: Iterable[int] | None = None
+) -> dict[int, Window]:
+    """The :class:`Window` of every minute in ``[first_s, end_s)`` (unix seconds), or of ``minutes``
+    only, as counted on insert (``span_counts_1m``)."""
     if end_s <= first_s:
         return {}
     params = {"start": window_of(first_s)[0], "end": window_of(end_s - 60)[1]}
     rows = backend.query_arrow(sql.MINUTE_COUNTS, params).to_pylist()
     counted = {r["count_minute"]: (int(r["n_spans"]), int(r["hash_sum"])) for r in rows}
     out = {}
-    for minute in range(first_s, end_s, 60):
+    for minute in range(first_s, end_s, 60) if minutes is None else minutes:
         inside = [counted.get(m, (0, 0)) for m in range(*window_of(minute), 60)]
         out[minute] = Window(sum(n for n, _ in inside), sum(h for _, h in inside) % 2**64)
     return out
@@ -269,7 +271,9 @@ def current_minutes(backend: Backend, start_ns: int, end_ns: int) -> dict[int, i
     rolled = rolled_versions(backend, first, end)
     if not rolled:
         return {}
-    counted = windows(backend, first, end)
+    # Only the rolled minutes can be current: a range of decades (Jaeger's lookback) has millions of
+    # minutes, and counting each window took minutes of Python.
+    counted = windows(backend, first, end, sorted(rolled))
     return {m: w.spans + 1 for m, w in counted.items() if w.spans + 1 in rolled.get(m, ())}
 
 

@@ -231,14 +231,20 @@ def page(browser):  # noqa: ANN001, ANN201
     """A fresh page; console errors, failed requests and Content-Security-Policy violations are
     collected in ``page.problems``."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
+    yield watched_page(context)
+    context.close()
+
+
+def watched_page(context):  # noqa: ANN001, ANN201
+    """A new page of ``context`` that collects console errors, uncaught errors and CSP violations in
+    ``page.problems``."""
     # Every violation of the page's CSP becomes a console error (init scripts are exempt from it).
     context.add_init_script(CSP_REPORTER)
     pg = context.new_page()
     pg.problems = []  # type: ignore[attr-defined]
     pg.on("console", lambda m: m.type == "error" and pg.problems.append(f"console: {m.text}"))
     pg.on("pageerror", lambda e: pg.problems.append(f"pageerror: {e}"))
-    yield pg
-    context.close()
+    return pg
 
 
 def screenshot(page, name: str) -> Path:  # noqa: ANN001

@@ -474,6 +474,30 @@ def test_answers_over_stored_and_recent_minutes_equal_the_join(
     )
 
 
+def test_a_range_of_decades_counts_only_the_rolled_minutes_windows(
+    backend: EmbeddedBackend, graph_b: Graph, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jaeger's ``lookback`` may reach back to 1970: 29 million minutes. Counting each one's window
+    took 2.5 minutes of Python for one request; only minutes with a recorded version can be current."""
+    b0 = REGION_B // 10**9
+    service_map.roll_up(backend, REGION_B + 2 * MINUTE + LAG)
+    calls = Counter()
+    real = service_map.window_of
+
+    def counting(minute_s: int) -> tuple[int, int]:
+        calls["window_of"] += 1
+        return real(minute_s)
+
+    monkeypatch.setattr(service_map, "window_of", counting)
+    end = time.time_ns()
+    current = service_map.current_minutes(backend, 0, end)
+    assert {b0, b0 + 60} <= set(current)
+    assert calls["window_of"] < 10_000, calls
+    monkeypatch.undo()
+    start, stop = REGION_B - 13 * 10**9, REGION_B + 6 * MINUTE
+    assert current[b0] == service_map.current_minutes(backend, start, stop)[b0]
+
+
 def test_a_pass_is_bounded_newest_first_and_rolls_up_old_minutes_with_spans(backend: EmbeddedBackend) -> None:
     graph = call_graph(REGION_C, 3, 0xC1)  # spans in minutes c0 to c0 + 3 (children of c2's last request)
     write(backend, graph, "c")

@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -233,32 +234,51 @@ class World:
         return response.json()
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    root = tmp_path_factory.mktemp("web-slos")
+def start_server(stack: contextlib.ExitStack, root: Path, **overrides: Any) -> InProcess:
+    """A server with this module's SLOs and notification policy (webhook receivers answering 200 and
+    400) whose evaluations the test drives, on ``stack``; ``overrides``: more settings."""
     (root / "slos.yaml").write_text(SPEC)
     (root / "policy.yaml").write_text(POLICY)
-    with contextlib.ExitStack() as stack:
-        mp = stack.enter_context(pytest.MonkeyPatch.context())
-        mp.setenv("WEB_SLOS_HOOK_URL", stack.enter_context(receiver(200)))
-        mp.setenv("WEB_SLOS_BROKEN_URL", stack.enter_context(receiver(400)))
-        # The test drives the evaluations (see tests/test_alerting.py).
-        mp.setattr(SloscopeServer, "_start_scheduler", lambda self: None)
-        server = stack.enter_context(
-            in_process(
-                root / "data", slos=str(root / "slos.yaml"), notification_policy=str(root / "policy.yaml")
-            )
+    mp = stack.enter_context(pytest.MonkeyPatch.context())
+    mp.setenv("WEB_SLOS_HOOK_URL", stack.enter_context(receiver(200)))
+    mp.setenv("WEB_SLOS_BROKEN_URL", stack.enter_context(receiver(400)))
+    # The test drives the evaluations (see tests/test_alerting.py).
+    mp.setattr(SloscopeServer, "_start_scheduler", lambda self: None)
+    return stack.enter_context(
+        in_process(
+            root / "data",
+            slos=str(root / "slos.yaml"),
+            notification_policy=str(root / "policy.yaml"),
+            **overrides,
         )
-        checkout = _spans("checkout", CheckoutFaults())
-        export(server.otlp, checkout + _spans("search", SearchFaults()))
-        export_error_logs(server.otlp, checkout)
+    )
+
+
+def export_faults(server: InProcess) -> list[ReadableSpan]:
+    """The checkout and search spans with their faults, and checkout's error logs; checkout's spans."""
+    checkout = _spans("checkout", CheckoutFaults())
+    export(server.otlp, checkout + _spans("search", SearchFaults()))
+    export_error_logs(server.otlp, checkout)
+    return checkout
+
+
+def evaluate_minutes(server: InProcess) -> None:
+    """Evaluate minutes 20 to 30 as the schedule would, each alerting step delivered before the next."""
+    app = server.server
+    for m in range(20, 31):
+        app.evaluate_slos(at(m))
+        saved = store.load_dispatch_state(app.backend)
+        assert saved is not None and DispatchState.from_json(saved).at_s == at(m), f"alerting skipped {m}"
+        assert app.alerting.deliveries is not None and app.alerting.deliveries.wait_idle(15)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with contextlib.ExitStack() as stack:
+        server = start_server(stack, tmp_path_factory.mktemp("web-slos"))
+        checkout = export_faults(server)
         server.drain()
-        app = server.server
-        for m in range(20, 31):
-            app.evaluate_slos(at(m))
-            saved = store.load_dispatch_state(app.backend)
-            assert saved is not None and DispatchState.from_json(saved).at_s == at(m), f"alerting skipped {m}"
-            assert app.alerting.deliveries is not None and app.alerting.deliveries.wait_idle(15)
+        evaluate_minutes(server)
         w = World(server, {format(s.context.trace_id, "032x") for s in checkout if not s.status.is_ok})
         for incident in w.get("/api/v1/incidents")["incidents"]:
             w.incidents[(incident["slos"][0], incident["receiver"])] = incident

@@ -129,13 +129,16 @@ def test_from_the_services_page_to_the_correlation_view_by_clicking(walk: Walk, 
     assert response is not None
     assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
     assert response.headers["x-frame-options"] == "DENY"
-    assert page.locator("h1").inner_text() == "Services"
+    assert page.locator("h1").inner_text() == "What is burning"
+    # The open incident comes first, then its SLO among those burning, then the services.
+    assert page.locator(f'.home-incidents tr[data-incident="{incident_id}"]').count() == 1
+    assert page.locator('.home-slos tr[data-slo="payments-availability"]').count() >= 1
     services = page.locator("table.services tbody tr").evaluate_all("rs => rs.map(r => r.dataset.service)")
     assert {"gateway", "orders", "payments", "inventory", "email"} <= set(services)
     payments = page.locator('tr[data-service="payments"]')
     assert int(payments.locator("td.errors").inner_text()) > 0
     ratio = payments.locator("td.error-ratio")
-    assert float(ratio.get_attribute("data-sort") or 0) > 0.3  # 60% of the charges fail
+    assert float(ratio.inner_text().rstrip("%")) > 30  # 60% of the charges fail
     assert "bad" in (ratio.get_attribute("class") or "")
     screenshot(page, "walk-1-services")
     _click(page, payments.locator("td.name a"))

@@ -35,7 +35,7 @@ from slo.model import Slo, format_duration, parse_duration
 from store.backend import Backend, StoreError
 from ui import web
 from ui.auth import require
-from ui.pages_slos import iso, slo_href
+from ui.pages_slos import slo_href
 from ui.scoping import SloCatalog, incident_visible, silence_visible
 
 INCIDENT_LIMIT = 500
@@ -79,7 +79,7 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
     responder = [Depends(require("responder"))]
 
     def page(request: Request, template: str, **context: Any) -> Response:
-        return web.render(request, template, iso=iso, slo_href=slo_href, duration=format_duration, **context)
+        return web.render(request, template, iso=web.iso, slo_href=slo_href, duration=format_duration, **context)
 
     def visible_incident(request: Request, incident_id: str) -> dict[str, Any]:
         incident = store.get_incident(backend, incident_id)

@@ -30,7 +30,7 @@ from fastapi.responses import HTMLResponse
 from store import explore, red
 from store.backend import Backend
 from ui import map_layout, web
-from ui.pages_services import _api_range, _call, _iso, service_url
+from ui.pages_services import service_url
 
 #: Most services drawn at once: past this a layered graph needs more than a screen and its edges blur.
 MAX_NODES = 40
@@ -118,11 +118,11 @@ def router(backend: Backend) -> APIRouter:
         focus = (request.query_params.get("focus") or "").strip()
         depth = _depth(request)
         seconds = max(1e-9, (rng.end_ns - rng.start_ns) / 1e9)
-        edges = _call(lambda: explore.dependencies(backend, rng.start_ns, rng.end_ns, EDGE_LIMIT))
+        edges = web.call_store(lambda: explore.dependencies(backend, rng.start_ns, rng.end_ns, EDGE_LIMIT))
         edges = [e for e in edges if e["caller"] != e["callee"]]
         totals = {
             row.service: row.stats
-            for row in _call(lambda: red.services_overview(backend, rng.start_ns, rng.end_ns, SERVICES_LIMIT))
+            for row in web.call_store(lambda: red.services_overview(backend, rng.start_ns, rng.end_ns, SERVICES_LIMIT))
         }
         received: dict[str, tuple[int, int]] = {}
         made: dict[str, int] = {}
@@ -206,7 +206,7 @@ def router(backend: Backend) -> APIRouter:
             request,
             "map.html",
             range=rng,
-            period=(_iso(rng.start_s), _iso(rng.end_s)),
+            period=(web.iso(rng.start_s), web.iso(rng.end_s)),
             focus=focus,
             focus_known=focus in activity,
             depth=depth,
@@ -222,7 +222,7 @@ def router(backend: Backend) -> APIRouter:
             extra_query=extra_query,
             warn_ratio=WARN_RATIO,
             bad_ratio=BAD_RATIO,
-            json_url="/api/v1/dependencies?" + urlencode(_api_range(rng)),
+            json_url="/api/v1/dependencies?" + urlencode(rng.api_query),
         )
 
     return pages

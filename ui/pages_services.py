@@ -17,13 +17,11 @@ Both take the time-range picker's ``last=`` or ``start=``/``end=``.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
@@ -33,13 +31,10 @@ from alerts import store as alert_store
 from slo import evaluator, history
 from slo.model import Slo
 from store import explore, red
-from store.backend import Backend, StoreError, StoreUnavailable
+from store.backend import Backend
 from ui import web
 from ui.pages_slos import slo_href
-from ui.scoping import SloCatalog, incident_visible, open_incidents
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
+from ui.scoping import SloCatalog, open_incidents
 
 #: At most this many services in the JSON twin's link and in the service page's lookup of its totals.
 SERVICES_LIMIT = 500
@@ -61,21 +56,6 @@ SPARK_WIDTH, SPARK_HEIGHT = 120, 28
 KNOWN_LOOKBACK_NS = 7 * 86_400 * 10**9
 
 
-def _call(compute: Callable[[], T]) -> T:
-    """A store call for a page: its errors become HTML error pages that say what went wrong."""
-    try:
-        return compute()
-    except ValueError as exc:
-        raise web.PageError(400, "Bad request", str(exc)) from None
-    except StoreUnavailable as exc:
-        raise web.PageError(
-            503, "The store is unavailable", f"sloscope cannot reach its store: {exc}"
-        ) from None
-    except StoreError as exc:
-        log.exception("query failed")
-        raise web.PageError(500, "A query failed", f"the store refused a query: {exc}") from None
-
-
 def service_url(name: str) -> str:
     """The service page's path; ``/`` and other reserved characters of the name are escaped."""
     return "/services/" + quote(name, safe="")
@@ -84,15 +64,6 @@ def service_url(name: str) -> str:
 def _step_ns(window_ns: int, points: int) -> int:
     """A whole number of minutes giving about ``points`` steps over ``window_ns``."""
     return max(1, math.ceil(window_ns / points / red.MINUTE_NS)) * red.MINUTE_NS
-
-
-def _iso(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
-
-
-def _api_range(rng: web.Range) -> dict[str, str]:
-    """The range for a JSON API URL (unix milliseconds): the API knows no ``last=``."""
-    return {"start": str(rng.start_ns // 10**6), "end": str(rng.end_ns // 10**6)}
 
 
 @dataclass(frozen=True)
@@ -203,7 +174,7 @@ def _chart_data(series: red.RedSeries) -> dict[str, Any]:
 def _slo_rows(backend: Backend, slos: Sequence[Slo], at_s: int) -> list[dict[str, Any]]:
     rows = []
     for slo in slos:
-        for result in _call(lambda slo=slo: evaluator.evaluate_slo(backend, slo, at_s)):
+        for result in web.call_store(lambda slo=slo: evaluator.evaluate_slo(backend, slo, at_s)):
             ev = result.evaluation
             rows.append(
                 {
@@ -240,7 +211,7 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
         sort, descending = _sort(request)
         match = request.query_params.get("q", "").strip()[:MAX_FILTER]
         offset = (number - 1) * PAGE_SIZE
-        listed = _call(
+        listed = web.call_store(
             lambda: red.services_page(
                 backend,
                 rng.start_ns,
@@ -264,7 +235,7 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
         # One grouped query draws every sparkline of the page: a query per service made `/` take
         # 12-22 s with 200 services (issue 16) while the list alone took 0.13 s. The range picker
         # drops ?page=, so a new range starts on page 1.
-        rates = _call(lambda: red.request_rates(backend, names, rng.start_ns, rng.end_ns, step))
+        rates = web.call_store(lambda: red.request_rates(backend, names, rng.start_ns, rng.end_ns, step))
         services = [
             {
                 "name": row.service,
@@ -275,11 +246,11 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
             }
             for row in listed.services
         ]
-        incidents = _call(lambda: open_incidents(backend, catalog, request))
-        acks = _call(lambda: alert_store.acknowledgements(backend)) if incidents else {}
+        incidents = web.call_store(lambda: open_incidents(backend, catalog, request))
+        acks = web.call_store(lambda: alert_store.acknowledgements(backend)) if incidents else {}
         visible = catalog.visible(request)
         since = int(time.time()) - SLO_FRESH_S
-        burning = history.burning(_call(lambda: history.latest(backend, [s.name for s in visible], since)))
+        burning = history.burning(web.call_store(lambda: history.latest(backend, [s.name for s in visible], since)))
         last = max(1, math.ceil(listed.total / PAGE_SIZE))
         pager = {
             "number": number,
@@ -305,7 +276,7 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
             request,
             "services.html",
             range=rng,
-            period=(_iso(rng.start_s), _iso(rng.end_s)),
+            period=(web.iso(rng.start_s), web.iso(rng.end_s)),
             services=services,
             total=listed.total,
             pager=pager,
@@ -316,7 +287,7 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
                 {
                     **i,
                     "url": "/incidents/" + quote(i["id"], safe=""),
-                    "opened_iso": _iso(i["opened_at_s"]),
+                    "opened_iso": web.iso(i["opened_at_s"]),
                     "acknowledged": acks.get(i["id"]),
                 }
                 for i in incidents
@@ -326,7 +297,7 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
             slo_href=slo_href,
             slo_count=len(visible),
             current_minutes=CURRENT_S // 60,
-            json_url="/api/v1/services?" + urlencode({**_api_range(rng), "limit": SERVICES_LIMIT}),
+            json_url="/api/v1/services?" + urlencode({**rng.api_query, "limit": SERVICES_LIMIT}),
         )
 
     @pages.get("/services", response_class=RedirectResponse)
@@ -338,13 +309,13 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
     def service_page(request: Request, name: str) -> HTMLResponse:
         """One service: RED over the range, operations, neighbours, SLOs and open incidents."""
         rng = web.time_range(request)
-        operations = _call(lambda: red.operations(backend, name, rng.start_ns, rng.end_ns, 200))
+        operations = web.call_store(lambda: red.operations(backend, name, rng.start_ns, rng.end_ns, 200))
         visible = catalog.by_name(request)
         own_slos = [slo for slo in visible.values() if slo.service == name]
         if not operations and not own_slos:
             # Known, but quiet in this range? red_1m keeps a week; older services are gone anyway.
             now = time.time_ns()
-            seen = _call(lambda: red.operations(backend, name, now - KNOWN_LOOKBACK_NS, now, 1))
+            seen = web.call_store(lambda: red.operations(backend, name, now - KNOWN_LOOKBACK_NS, now, 1))
             if not seen:
                 raise web.PageError(
                     404,
@@ -352,8 +323,8 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
                     f"no service named {name!r} has sent spans in the last 7 days, and no SLO names it.",
                 )
         step = _step_ns(rng.end_ns - rng.start_ns, CHART_POINTS)
-        series = _call(lambda: red.red_series(backend, name, None, rng.start_ns, rng.end_ns, step))
-        edges = _call(lambda: explore.dependencies(backend, rng.start_ns, rng.end_ns))
+        series = web.call_store(lambda: red.red_series(backend, name, None, rng.start_ns, rng.end_ns, step))
+        edges = web.call_store(lambda: explore.dependencies(backend, rng.start_ns, rng.end_ns))
         upstream = [
             {**e, "service": e["caller"], "url": service_url(e["caller"])}
             for e in edges
@@ -366,32 +337,32 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
         ]
         slo_rows = _slo_rows(backend, own_slos, time.time_ns() // 10**9)
         incidents = [
-            {**i, "url": "/incidents/" + quote(i["id"], safe=""), "opened_iso": _iso(i["opened_at_s"])}
-            for i in _call(lambda: alert_store.list_incidents(backend, "open", 1000))
-            if name in i["services"] and incident_visible(i, set(visible), request)
+            {**i, "url": "/incidents/" + quote(i["id"], safe=""), "opened_iso": web.iso(i["opened_at_s"])}
+            for i in web.call_store(lambda: open_incidents(backend, catalog, request))
+            if name in i["services"]
         ]
-        overview = _call(lambda: red.services_overview(backend, rng.start_ns, rng.end_ns, SERVICES_LIMIT))
+        overview = web.call_store(lambda: red.services_overview(backend, rng.start_ns, rng.end_ns, SERVICES_LIMIT))
         total = next((row.stats for row in overview if row.service == name), None)
         return web.render(
             request,
             "service.html",
             range=rng,
-            period=(_iso(rng.start_s), _iso(rng.end_s)),
+            period=(web.iso(rng.start_s), web.iso(rng.end_s)),
             name=name,
             operations=operations,
             chart=_chart_data(series),
-            points=[(p, _iso(p.time_s)) for p in series.points],
+            points=[(p, web.iso(p.time_s)) for p in series.points],
             upstream=upstream,
             downstream=downstream,
             slos=slo_rows,
             incidents=incidents,
             total=total,
             json_url="/api/v1/red?"
-            + urlencode({"service": name, **_api_range(rng), "step": f"{step // red.MINUTE_NS}m"}),
+            + urlencode({"service": name, **rng.api_query, "step": f"{step // red.MINUTE_NS}m"}),
             operations_json="/api/v1/services/"
             + quote(name, safe="")
             + "/operations?"
-            + urlencode(_api_range(rng)),
+            + urlencode(rng.api_query),
         )
 
     return pages

@@ -16,7 +16,6 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -46,13 +45,6 @@ DEFAULT_RANGE = "6h"
 ATTRIBUTION_S = 3600
 
 # -- small helpers ---------------------------------------------------------------------------------
-
-
-def iso(seconds: float | None) -> str:
-    """RFC 3339 for ``<time datetime>`` (the browser time-zone setting rewrites those)."""
-    if seconds is None:
-        return ""
-    return datetime.fromtimestamp(float(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def link_url(value: str) -> str | None:
@@ -121,7 +113,7 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
     pages = APIRouter(include_in_schema=False)
 
     def page(request: Request, template: str, **context: Any) -> Response:
-        return web.render(request, template, iso=iso, slo_href=slo_href, duration=format_duration, **context)
+        return web.render(request, template, iso=web.iso, slo_href=slo_href, duration=format_duration, **context)
 
     def find(request: Request, name: str) -> Slo:
         by_name = catalog.by_name(request)

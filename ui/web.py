@@ -9,21 +9,26 @@ is on for every template: telemetry values are shown as text, never as markup.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from store.backend import StoreError, StoreUnavailable
 from ui.identity import CSRF_FIELD, csrf_token, principal
 from ui.params import parse_time
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 TEMPLATES = HERE / "templates"
@@ -62,6 +67,11 @@ class Range:
     def end_s(self) -> int:
         return self.end_ns // 10**9
 
+    @property
+    def api_query(self) -> dict[str, str]:
+        """The range for a JSON API URL (unix milliseconds): the API knows no ``last=``."""
+        return {"start": str(self.start_ns // 10**6), "end": str(self.end_ns // 10**6)}
+
 
 class PageError(Exception):
     """An error a page shows as an HTML error page (the JSON API keeps its JSON errors)."""
@@ -69,6 +79,26 @@ class PageError(Exception):
     def __init__(self, status_code: int, title: str, message: str) -> None:
         super().__init__(message)
         self.status_code, self.title, self.message = status_code, title, message
+
+
+def call_store(compute: Callable[[], T]) -> T:
+    """A store call for a page: its errors become HTML error pages that say what went wrong."""
+    try:
+        return compute()
+    except ValueError as exc:
+        raise PageError(400, "Bad request", str(exc)) from None
+    except StoreUnavailable as exc:
+        raise PageError(503, "The store is unavailable", f"sloscope cannot reach its store: {exc}") from None
+    except StoreError as exc:
+        log.exception("query failed")
+        raise PageError(500, "A query failed", f"the store refused a query: {exc}") from None
+
+
+def iso(seconds: float | None) -> str:
+    """RFC 3339 in UTC for ``<time datetime>`` (the browser time-zone setting rewrites those)."""
+    if seconds is None:
+        return ""
+    return datetime.fromtimestamp(float(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def time_range(request: Request, default: str = DEFAULT_RANGE) -> Range:
@@ -132,10 +162,41 @@ def environment() -> Environment:
     return env
 
 
+def _open_incident_count(request: Request) -> int | None:
+    """How many open incidents the user may see, for the navigation; None when unknown (no store
+    wired, as in a bare test app, or the store failing: the page itself says what went wrong)."""
+    count = getattr(request.app.state, "open_incident_count", None)
+    if count is None:
+        return None
+    try:
+        return count(request)
+    except StoreError:
+        log.warning("could not count open incidents for the navigation", exc_info=True)
+        return None
+
+
+#: Pages with the header's auto-refresh toggle: lists and charts, which change as telemetry arrives (a
+#: trace, a runbook or a search result's single item does not). Exact paths, and prefixes ending in
+#: "/" for the pages of one item.
+AUTOREFRESH = ("/", "/traces", "/logs", "/slos", "/incidents", "/map", "/services/", "/slos/", "/incidents/")
+
+
+def autorefreshes(path: str) -> bool:
+    """Whether the page at ``path`` offers auto-refresh (:data:`AUTOREFRESH`)."""
+    return any(path == p or (p != "/" and p.endswith("/") and path.startswith(p)) for p in AUTOREFRESH)
+
+
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """A page: ``template`` with the request's range, time zone setting and path in its context, the
-    signed-in ``user`` and the CSRF token every form carries (``csrf_field``, ``csrf_token``)."""
+    signed-in ``user``, the CSRF token every form carries (``csrf_field``, ``csrf_token``) and the
+    count of open incidents the navigation shows (``nav_open_incidents``)."""
     tz = request.cookies.get("tz", "utc")
+    # Not on an error page: reloading it every 30 s shows nothing new.
+    context.setdefault("autorefresh", status_code == 200 and autorefreshes(request.url.path))
+    user = principal(request)
+    if "nav_open_incidents" not in context:  # a page that lists them passes their count itself
+        anonymous = user.via == "anonymous"
+        context["nav_open_incidents"] = None if anonymous else _open_incident_count(request)
     html = (
         environment()
         .get_template(template)
@@ -143,7 +204,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
             request=request,
             path=request.url.path,
             tz="browser" if tz == "browser" else "utc",
-            user=principal(request),
+            user=user,
             csrf_field=CSRF_FIELD,
             csrf_token=csrf_token(request),
             **context,

@@ -29,7 +29,7 @@
 
   function setCollapsed(i, value) {
     collapsed[i] = value ? 1 : 0;
-    var button = rows[i].querySelector(":scope > summary .toggle");
+    var button = rows[i].querySelector(":scope > .toggle");
     if (button) {
       button.setAttribute("aria-expanded", value ? "false" : "true");
       button.textContent = value ? "▸" : "▾";
@@ -40,7 +40,6 @@
   root.addEventListener("click", function (event) {
     var button = event.target.closest(".toggle");
     if (!button || !root.contains(button)) return;
-    event.preventDefault(); // the button sits in the summary: do not open the detail
     var i = indexOf.get(button.closest("details.span"));
     setCollapsed(i, !collapsed[i]);
     refresh();
