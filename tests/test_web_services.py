@@ -103,6 +103,17 @@ def _traces() -> ExportTraceServiceRequest:
     return request
 
 
+def _export(server: InProcess, request: ExportTraceServiceRequest) -> None:
+    """Send ``request`` through the OTLP/HTTP receiver and wait until it is stored."""
+    reply = httpx.post(
+        f"{server.otlp}/v1/traces",
+        content=request.SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+    )
+    assert reply.status_code == 200, reply.text
+    server.drain()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
     slos = tmp_path_factory.mktemp("web-services-slos") / "slos.yaml"
@@ -114,13 +125,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
 @pytest.fixture(scope="module")
 def loaded(server: InProcess) -> InProcess:
     """The server with the traces of the module docstring and an open incident of pay."""
-    reply = httpx.post(
-        f"{server.otlp}/v1/traces",
-        content=_traces().SerializeToString(),
-        headers={"Content-Type": "application/x-protobuf"},
-    )
-    assert reply.status_code == 200, reply.text
-    server.drain()
+    _export(server, _traces())
     incident = {
         "id": "inc-pay-1",
         "receiver": "default",
@@ -486,13 +491,7 @@ def _fleet_traces() -> ExportTraceServiceRequest:
 @pytest.fixture(scope="module")
 def fleet(loaded: InProcess) -> InProcess:
     """``loaded`` plus the SMALL and FLEET services, through the OTLP/HTTP receiver."""
-    reply = httpx.post(
-        f"{loaded.otlp}/v1/traces",
-        content=_fleet_traces().SerializeToString(),
-        headers={"Content-Type": "application/x-protobuf"},
-    )
-    assert reply.status_code == 200, reply.text
-    loaded.drain()
+    _export(loaded, _fleet_traces())
     return loaded
 
 

@@ -140,13 +140,12 @@ COLUMNS = (
 def _columns(request: Request, sort: str, descending: bool) -> list[dict[str, Any]]:
     """Each column's header: its link sorts by it (again: the other way), from page 1."""
     out = []
+    flip = "asc" if descending else "desc"
     for key, label, numeric in COLUMNS:
         current = key == sort
-        flip = "asc" if descending else "desc"
         natural = "desc" if red.SERVICE_SORTS[key] else "asc"
         out.append(
             {
-                "key": key,
                 "label": label,
                 "numeric": numeric,
                 "href": web.with_query(request, sort=key, dir=flip if current else natural, page=None),
@@ -263,6 +262,7 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
             else None,
             "next": web.with_query(request, page=str(number + 1)) if number < last else None,
         }
+        # The range picker keeps the order and the filter.
         kept = {
             k: v
             for k, v in (
@@ -282,7 +282,7 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
             pager=pager,
             columns=_columns(request, sort, descending),
             match=match,
-            extra_query={k: v for k, v in kept.items() if v},
+            extra_query=kept,
             incidents=[
                 {
                     **i,
@@ -336,9 +336,10 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
             if e["caller"] == name and e["callee"] != name
         ]
         slo_rows = _slo_rows(backend, own_slos, time.time_ns() // 10**9)
+        open_now = web.call_store(lambda: open_incidents(backend, catalog, request))
         incidents = [
             {**i, "url": "/incidents/" + quote(i["id"], safe=""), "opened_iso": web.iso(i["opened_at_s"])}
-            for i in web.call_store(lambda: open_incidents(backend, catalog, request))
+            for i in open_now
             if name in i["services"]
         ]
         overview = web.call_store(lambda: red.services_overview(backend, rng.start_ns, rng.end_ns, SERVICES_LIMIT))
@@ -346,6 +347,7 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
         return web.render(
             request,
             "service.html",
+            nav_open_incidents=len(open_now),
             range=rng,
             period=(web.iso(rng.start_s), web.iso(rng.end_s)),
             name=name,

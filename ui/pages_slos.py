@@ -33,7 +33,7 @@ from slo.series import MinuteCounts
 from slo.windows import floor_minute, previous_period, window_bounds
 from store.backend import Backend, StoreError
 from ui import web
-from ui.scoping import SloCatalog, incident_visible
+from ui.scoping import SloCatalog, open_incidents
 
 #: The burn-down chart's resolution: about this many evaluations over the SLO window.
 BURN_DOWN_STEPS = 200
@@ -186,16 +186,13 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
         wanted = _wanted_group(slo, request.query_params.get("group"))
         now = floor_minute(time.time())
         data = await run_in_threadpool(_slo_data, backend, slo, wanted, now, rng)
-        names = set(catalog.by_name(request))
-        incidents = [
-            i
-            for i in await run_in_threadpool(store.list_incidents, backend, "open", 100)
-            if name in i["slos"] and incident_visible(i, names, request)
-        ]
+        open_now = await run_in_threadpool(open_incidents, backend, catalog, request)
+        incidents = [i for i in open_now if name in i["slos"]]
         firing = await run_in_threadpool(firing_alerts)
         return page(
             request,
             "slo.html",
+            nav_open_incidents=len(open_now),
             slo=slo,
             range=rng,
             extra_query={"group": request.query_params["group"]} if "group" in request.query_params else {},
