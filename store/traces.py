@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from store.backend import Backend
 from store.sql import queries
 
 TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+#: Longest text a find in a trace looks for.
+MAX_FIND = 256
 
 
 def typed_attributes(values: list[tuple[str, str]] | dict[str, str], types: Any) -> dict[str, Any]:
@@ -108,3 +111,54 @@ def trace_time_range(spans: list[dict[str, Any]]) -> tuple[int, int]:
         min(int(s["start_time_unix_nano"]) for s in spans),
         max(int(s["end_time_unix_nano"]) for s in spans),
     )
+
+
+@dataclass(frozen=True)
+class TraceOutline:
+    """The spans of one trace as columns, in start-time order: what a waterfall, the trace statistics
+    and a trace comparison need, without attributes, events or links (read with ``get_span``)."""
+
+    span_ids: list[str]
+    parent_ids: list[str]  # '' for a root
+    services: list[str]
+    names: list[str]
+    kinds: list[str]
+    starts: list[int]  # unix ns
+    durations: list[int]  # ns
+    statuses: list[str]  # 'OK', 'ERROR', 'UNSET'
+    event_counts: list[int]
+
+    def __len__(self) -> int:
+        return len(self.span_ids)
+
+
+def outline(backend: Backend, trace_id: str) -> TraceOutline:
+    """The outline of ``trace_id`` (32 hex digits); empty if unknown. ValueError for a malformed id."""
+    if not TRACE_ID.match(trace_id):
+        raise ValueError(f"trace id must be 32 hex digits, got {trace_id[:64]!r}")
+    columns = backend.query_arrow(queries.TRACE_OUTLINE, {"trace_id": trace_id.lower()}).to_pydict()
+    return TraceOutline(
+        span_ids=columns["span_hex"],
+        parent_ids=columns["parent_hex"],
+        services=columns["service_name"],
+        names=columns["name"],
+        kinds=columns["kind_name"],
+        starts=columns["start_ns"],
+        durations=columns["duration"],
+        statuses=columns["status"],
+        event_counts=columns["event_count"],
+    )
+
+
+def find_spans(backend: Backend, trace_id: str, needle: str) -> set[str]:
+    """Ids of the spans of ``trace_id`` with ``needle`` (case-insensitive) in their service, name, id,
+    status message, an attribute key or value (span or resource) or an event name."""
+    if not TRACE_ID.match(trace_id):
+        raise ValueError(f"trace id must be 32 hex digits, got {trace_id[:64]!r}")
+    text = needle.strip()
+    if not text:
+        return set()
+    if len(text) > MAX_FIND:
+        raise ValueError(f"find: at most {MAX_FIND} characters")
+    rows = backend.query_arrow(queries.TRACE_FIND, {"trace_id": trace_id.lower(), "needle": text.lower()})
+    return set(rows.column("span_hex").to_pylist())

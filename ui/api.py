@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.gzip import GZipMiddleware
 
 from alerts.silences import parse_matcher
 from slo.model import Slo
@@ -24,9 +25,13 @@ from ui import (
     pages_common,
     pages_incidents,
     pages_login,
+    pages_logs,
     pages_map,
     pages_services,
     pages_slos,
+    pages_span,
+    pages_trace_analysis,
+    pages_trace_search,
     pages_traces,
 )
 from ui.api_admin import AdminHooks
@@ -94,6 +99,8 @@ def create_app(
     app.state.auth, app.state.slos = auth, catalog
     app.state.open_incident_count = lambda request: len(open_incidents(backend, catalog, request))
     app.add_middleware(AuthMiddleware, auth=auth)
+    # Outside authentication, so that its refusals are compressed too; streams pass uncompressed.
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
 
     pages_common.install(app)
     app.include_router(pages_login.router(auth))
@@ -140,6 +147,11 @@ def create_app(
     app.include_router(pages_services.router(backend, catalog))
     app.include_router(pages_map.router(backend))
     app.include_router(jaeger.router(backend), prefix="/jaeger")
+    app.include_router(pages_trace_search.router(backend))
+    # Before the trace view: /traces/compare is not a trace id.
+    app.include_router(pages_trace_analysis.router(backend))
+    app.include_router(pages_span.router(backend))
     app.include_router(pages_traces.router(backend))
+    app.include_router(pages_logs.router(backend))
 
     return app

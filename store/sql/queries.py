@@ -131,3 +131,32 @@ WHERE service_name = {service:String}
 GROUP BY name, kind
 ORDER BY name, kind
 """
+
+# -- the trace view's outline and find (store/traces.py) ---------------------------------------
+# What a waterfall row needs and nothing more: no attribute maps, so a span with a million tags costs
+# what any other span costs. Read through the by_trace projection like TRACE_SPANS.
+TRACE_OUTLINE = """SELECT
+    lower(hex(span_id)) AS span_hex,
+    if(parent_span_id = toFixedString('', 8), '', lower(hex(parent_span_id))) AS parent_hex,
+    service_name, name, CAST(kind, 'String') AS kind_name,
+    toUnixTimestamp64Nano(timestamp) AS start_ns, duration,
+    CAST(status_code, 'String') AS status, length(`events.name`) AS event_count
+FROM spans
+WHERE trace_id = unhex({trace_id:String})
+ORDER BY timestamp, span_id
+"""
+
+# Spans of one trace with {needle} (lower case) in their service, name, id, status message, an
+# attribute key or value (span or resource), or an event name: case-insensitive substring, as Jaeger's
+# find. The engine scans the maps; only the matching ids come back.
+TRACE_FIND = """SELECT lower(hex(span_id)) AS span_hex
+FROM spans
+WHERE trace_id = unhex({trace_id:String})
+  AND (positionCaseInsensitiveUTF8(service_name, {needle:String}) > 0
+    OR positionCaseInsensitiveUTF8(name, {needle:String}) > 0
+    OR position(lower(hex(span_id)), {needle:String}) > 0
+    OR positionCaseInsensitiveUTF8(status_message, {needle:String}) > 0
+    OR arrayExists(x -> positionCaseInsensitiveUTF8(x, {needle:String}) > 0,
+                   arrayConcat(mapKeys(attributes), mapValues(attributes),
+                               mapKeys(resource_attributes), mapValues(resource_attributes), `events.name`)))
+"""
