@@ -18,6 +18,7 @@ from ui import (
     api_admin,
     api_alerts,
     api_explore,
+    api_logs,
     api_metrics,
     api_red,
     api_slo,
@@ -137,6 +138,7 @@ def create_app(
 
     # Jaeger's query API for Grafana's Jaeger data source (URL http://HOST:PORT/jaeger) and the Jaeger UI.
     app.include_router(api_explore.router(backend))
+    app.include_router(api_logs.router(backend))
     app.include_router(api_red.router(backend))
     app.include_router(api_metrics.router(backend))
     app.include_router(api_slo.router(backend, catalog))
