@@ -19,15 +19,32 @@ from ui.web import RANGES, PageError, Range
 
 T = TypeVar("T")
 
-#: Service colours: a fixed palette, picked by a hash of the service name (same colour on every page).
-PALETTE_SIZE = 12
+#: Service colours: twelve that tell apart well on light and dark backgrounds.
+PALETTE = (
+    "#3182ce", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#319795",
+    "#b7791f", "#5a67d8", "#718096", "#e53e3e", "#2c7a7b", "#97266d",
+)  # fmt: skip
 RANGE_PARAMS = {"last", "start", "end"}
 SEVERITY_NAMES = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
 
 
-def colour(service: str) -> int:
-    """The palette index of ``service`` (stable across pages and processes: CRC-32, not hash())."""
-    return zlib.crc32(service.encode("utf-8", "surrogatepass")) % PALETTE_SIZE
+def colour(service: str) -> str:
+    """The colour of ``service`` on pages listing many traces: one of the palette's by a hash of the
+    name (CRC-32, not hash(): the same on every page and in every process)."""
+    return PALETTE[zlib.crc32(service.encode("utf-8", "surrogatepass")) % len(PALETTE)]
+
+
+def service_colours(names: Iterable[str]) -> dict[str, str]:
+    """A distinct colour for each of ``names`` (any number): the palette's in the order of the sorted
+    names, then hues a golden angle apart at two lightnesses (Jaeger's colours are per trace too)."""
+    colours = {}
+    for i, name in enumerate(sorted(set(names))):
+        if i < len(PALETTE):
+            colours[name] = PALETTE[i]
+        else:
+            n = i - len(PALETTE)
+            colours[name] = f"hsl({(n * 137.508) % 360:.1f} 62% {45 if n % 2 else 58}%)"
+    return colours
 
 
 def typed(value: Any) -> tuple[str, str]:
