@@ -226,7 +226,8 @@ def test_every_page_passes_axe_and_fits_a_phone(site: Site, view: tuple[str, Any
         if name == "trace":
             pg.wait_for_selector("#waterfall[data-ready=true]")
             # An open span shows its detail (attributes, events, links, logs): check that too.
-            pg.locator("details.span").nth(3).locator("summary .op").click()
+            pg.locator("#waterfall .row").nth(3).locator(".op-link").click()
+            pg.locator(".detail-host table.attrs").first.wait_for()
         found = axe_violations(pg)
         if view_name.startswith("phone"):
             wide = overflow(pg)
@@ -329,19 +330,23 @@ def test_a_trace_offers_no_auto_refresh_and_its_rows_collapse_from_the_keyboard(
     pg.goto(f"{site.api}/traces/{site.trace_id}")
     pg.wait_for_selector("#waterfall[data-ready=true]")
     assert pg.locator("#autorefresh").count() == 0
-    # The collapse button is no longer inside the summary (axe's nested-interactive) but still sits
-    # on the row, reachable with Tab after the row's summary, and does not open the row.
-    root = pg.locator("details.span").first
-    root.locator("summary").focus()
+    # The collapse button comes before the row's link in the tab order; Enter collapses the subtree
+    # and does not open the span's details, and the focus stays on the button.
+    root = pg.locator("#waterfall .row").first
+    root.locator(".toggle").focus()
     pg.keyboard.press("Tab")
-    focused = pg.evaluate("() => document.activeElement.className")
-    assert focused == "toggle"
+    assert pg.evaluate("() => document.activeElement.className") == "op-link"
+    pg.keyboard.press("Shift+Tab")
     pg.keyboard.press("Enter")
-    assert pg.locator("details.span:not([hidden])").count() == 1
-    assert root.get_attribute("open") is None
-    assert root.locator(".toggle").get_attribute("aria-expanded") == "false"
-    box, row = root.locator(".toggle").bounding_box(), root.locator("summary").bounding_box()
-    assert box and row and row["y"] <= box["y"] and box["y"] + box["height"] <= row["y"] + row["height"] + 1
+    assert pg.locator("#waterfall .row").count() == 1
+    assert pg.locator(".detail-host").count() == 0
+    toggle = pg.locator("#waterfall .row .toggle")
+    assert toggle.get_attribute("aria-expanded") == "false"
+    assert pg.evaluate("() => document.activeElement.getAttribute('aria-expanded')") == "false"
+    # Enter on the row's link opens its details under it, from the span's own page.
+    pg.keyboard.press("Tab")
+    pg.keyboard.press("Enter")
+    pg.locator(".detail-host table.attrs").first.wait_for()
 
 
 def test_the_navigation_links_the_map_and_counts_the_open_incidents(site: Site, signed_in_page: Any) -> None:

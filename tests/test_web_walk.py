@@ -191,15 +191,17 @@ def test_from_the_services_page_to_the_correlation_view_by_clicking(walk: Walk, 
     # 5. The trace: the payments span failed; the trace's ERROR log "payment failed".
     assert page.url.endswith(f"/traces/{trace_id}")
     assert trace_id in page.locator(".trace-facts").inner_text()
-    legend = page.locator("p.legend").inner_text()
+    legend = page.locator(".legend").inner_text()
     for service in ("gateway", "orders", "payments"):
         assert service in legend
-    charge = page.locator("details.span.error", has=page.locator(".svc", has_text="payments")).filter(
+    page.wait_for_selector("#waterfall[data-ready=true]")
+    charge = page.locator("#waterfall .row.error", has=page.locator(".svc", has_text="payments")).filter(
         has=page.locator(".op", has_text="POST /charge")
     )
     assert charge.count() == 1
-    charge.locator("summary .op").click()
-    status = charge.locator(".detail dd.status-error")
+    charge.locator(".op-link").click()
+    status = page.locator(".detail-host .status-error")
+    status.wait_for()
     assert status.is_visible() and status.inner_text().startswith("ERROR")
     failed = page.locator("#logs ~ table.logs tr.log", has=page.locator("td.body", has_text=PAYMENT_FAILED))
     assert failed.count() == 1

@@ -245,7 +245,7 @@ def correlation_timeline(found: dict[str, Any]) -> dict[str, Any]:
 
 def router(backend: Backend) -> APIRouter:
     """The trace view, its JSON twins for the script (outline, find) and the correlation page."""
-    pages = APIRouter(include_in_schema=False)
+    pages = APIRouter()  # the pages set include_in_schema=False themselves: the JSON routes are in it
 
     def load(trace_id: str, api: bool) -> traces.TraceOutline:
         """The outline of a trace id from a URL: 400 unless 32 hex digits, 404 unless stored."""
@@ -268,7 +268,7 @@ def router(backend: Backend) -> APIRouter:
     def logs_per_span(logs: list[dict[str, Any]]) -> Counter[str]:
         return Counter(entry["span_id"] for entry in logs if entry["span_id"])
 
-    @pages.get("/traces/{trace_id}", response_class=HTMLResponse)
+    @pages.get("/traces/{trace_id}", response_class=HTMLResponse, include_in_schema=False)
     def trace_view(trace_id: str, request: Request) -> HTMLResponse:
         """One trace: header, service legend, minimap and waterfall, and the trace's logs. Without
         JavaScript the waterfall is drawn ROWS_PER_PAGE rows a page, each a link to its span's page;
@@ -311,7 +311,7 @@ def router(backend: Backend) -> APIRouter:
             **{**HELPERS, "colour": view.colour_of},
         )
 
-    @pages.get("/api/v1/traces/{trace_id}/outline", include_in_schema=True)
+    @pages.get("/api/v1/traces/{trace_id}/outline", tags=["explore"])
     def trace_outline(trace_id: str) -> dict[str, Any]:
         """The waterfall of a trace as columns in tree order (docs/api.md): what the trace view's
         script draws, without attributes (read a span's with /api/v1/traces/{id}/spans/{span_id})."""
@@ -322,7 +322,7 @@ def router(backend: Backend) -> APIRouter:
         )
         return outline_json(trace_id.lower(), view, logs_per_span(logs))
 
-    @pages.get("/api/v1/traces/{trace_id}/find", include_in_schema=True)
+    @pages.get("/api/v1/traces/{trace_id}/find", tags=["explore"])
     def trace_find(trace_id: str, q: str = "") -> dict[str, Any]:
         """Ids of the spans of a trace with ``q`` (case-insensitive) in their service, operation, id,
         status message, an attribute key or value (span or resource) or an event name."""
@@ -331,7 +331,7 @@ def router(backend: Backend) -> APIRouter:
         found = call_store(lambda: traces.find_spans(backend, trace_id.lower(), q))
         return {"trace_id": trace_id.lower(), "q": q, "span_ids": sorted(found)}
 
-    @pages.get("/correlations/{correlation_id:path}", response_class=HTMLResponse)
+    @pages.get("/correlations/{correlation_id:path}", response_class=HTMLResponse, include_in_schema=False)
     def correlation_view(correlation_id: str, request: Request) -> HTMLResponse:
         """Every span, trace and log carrying one correlation id, on one timeline."""
         check_known(request, RANGE_PARAMS)

@@ -160,3 +160,117 @@ WHERE trace_id = unhex({trace_id:String})
                    arrayConcat(mapKeys(attributes), mapValues(attributes),
                                mapKeys(resource_attributes), mapValues(resource_attributes), `events.name`)))
 """
+
+# -- one span (store/traces.py get_span) -------------------------------------------------------
+# One span of one trace, read through the by_trace projection like TRACE_SPANS, with the engine doing
+# the capping so that a span with a million attributes moves only what a page shows:
+#   {attr_limit}: span and resource attributes, the first N by key (arrayPartialSort sorts only those N);
+#   {item_limit}: the first N events and links, as stored;
+#   {value_limit}: every attribute value and the status message cut to N characters, with the full
+#   length of a cut one reported (attr_lengths, the *_cut maps of key -> length).
+# The totals come along (length() of a Map or Nested column reads only its sizes). Kinds are stored for
+# non-string values only; the first {attr_limit} kinds by key hold those of the shown keys, as the kinds'
+# keys are a subset of the attributes' keys. WITH expressions are not returned: full values stay in the
+# engine. Several rows share a span id only through a duplicate delivery: the first one is read.
+SPAN_DETAIL = """WITH
+    arraySlice(arrayPartialSort({attr_limit:UInt32}, arrayZip(mapKeys(attributes), mapValues(attributes))),
+               1, {attr_limit:UInt32}) AS attr_pairs,
+    arraySlice(arrayPartialSort({attr_limit:UInt32}, arrayZip(mapKeys(resource_attributes),
+               mapValues(resource_attributes))), 1, {attr_limit:UInt32}) AS res_pairs,
+    CAST(attribute_types, 'Map(String, String)') AS kinds_all,
+    CAST(resource_attribute_types, 'Map(String, String)') AS res_kinds_all,
+    arraySlice(arrayPartialSort({attr_limit:UInt32}, arrayZip(mapKeys(kinds_all), mapValues(kinds_all))),
+               1, {attr_limit:UInt32}) AS kind_pairs,
+    arraySlice(arrayPartialSort({attr_limit:UInt32}, arrayZip(mapKeys(res_kinds_all), mapValues(res_kinds_all))),
+               1, {attr_limit:UInt32}) AS res_kind_pairs,
+    arraySlice(`events.attributes`, 1, {item_limit:UInt32}) AS event_maps,
+    arraySlice(`links.attributes`, 1, {item_limit:UInt32}) AS link_maps
+SELECT
+    lower(hex(trace_id)) AS trace_hex,
+    lower(hex(span_id)) AS span_hex,
+    if(parent_span_id = toFixedString('', 8), '', lower(hex(parent_span_id))) AS parent_hex,
+    trace_state, flags, name, kind, service_name,
+    toString(toUnixTimestamp64Nano(timestamp)) AS start_time_unix_nano,
+    duration,
+    status_code,
+    substringUTF8(status_message, 1, {value_limit:UInt32}) AS status_text,
+    lengthUTF8(status_message) AS status_length,
+    length(attributes) AS attribute_count,
+    arrayMap(p -> p.1, attr_pairs) AS attr_keys,
+    arrayMap(p -> substringUTF8(p.2, 1, {value_limit:UInt32}), attr_pairs) AS attr_values,
+    arrayMap(p -> lengthUTF8(p.2), attr_pairs) AS attr_lengths,
+    arrayMap(p -> p.1, kind_pairs) AS kind_keys,
+    arrayMap(p -> p.2, kind_pairs) AS kind_values,
+    length(resource_attributes) AS resource_attribute_count,
+    arrayMap(p -> p.1, res_pairs) AS res_keys,
+    arrayMap(p -> substringUTF8(p.2, 1, {value_limit:UInt32}), res_pairs) AS res_values,
+    arrayMap(p -> lengthUTF8(p.2), res_pairs) AS res_lengths,
+    arrayMap(p -> p.1, res_kind_pairs) AS res_kind_keys,
+    arrayMap(p -> p.2, res_kind_pairs) AS res_kind_values,
+    JSONExtractString(details, 'resource_schema_url') AS resource_schema_url,
+    scope_name, scope_version,
+    JSONExtract(details, 'scope_attributes', 'Map(String, String)') AS scope_attributes,
+    JSONExtract(details, 'scope_attribute_types', 'Map(String, String)') AS scope_kinds,
+    JSONExtractString(details, 'scope_schema_url') AS scope_schema_url,
+    length(`events.name`) AS event_count,
+    arrayMap(t -> toString(toUnixTimestamp64Nano(t)), arraySlice(`events.timestamp`, 1, {item_limit:UInt32}))
+        AS event_times,
+    arraySlice(`events.name`, 1, {item_limit:UInt32}) AS event_names,
+    arrayMap(m -> mapApply((k, v) -> (k, substringUTF8(v, 1, {value_limit:UInt32})), m), event_maps)
+        AS event_attributes,
+    arrayMap(m -> mapApply((k, v) -> (k, lengthUTF8(v)), mapFilter((k, v) -> lengthUTF8(v) > {value_limit:UInt32}, m)),
+             event_maps) AS event_cut,
+    arraySlice(arrayResize(JSONExtract(details, 'event_attribute_types', 'Array(Map(String, String))'),
+                           length(`events.name`)), 1, {item_limit:UInt32}) AS event_kinds,
+    length(`links.span_id`) AS link_count,
+    arrayMap(t -> lower(hex(t)), arraySlice(`links.trace_id`, 1, {item_limit:UInt32})) AS link_trace_ids,
+    arrayMap(s -> lower(hex(s)), arraySlice(`links.span_id`, 1, {item_limit:UInt32})) AS link_span_ids,
+    arraySlice(`links.trace_state`, 1, {item_limit:UInt32}) AS link_trace_states,
+    arraySlice(arrayResize(JSONExtract(details, 'link_flags', 'Array(UInt32)'), length(`links.span_id`)),
+               1, {item_limit:UInt32}) AS link_flags,
+    arrayMap(m -> mapApply((k, v) -> (k, substringUTF8(v, 1, {value_limit:UInt32})), m), link_maps)
+        AS link_attributes,
+    arrayMap(m -> mapApply((k, v) -> (k, lengthUTF8(v)), mapFilter((k, v) -> lengthUTF8(v) > {value_limit:UInt32}, m)),
+             link_maps) AS link_cut,
+    arraySlice(arrayResize(JSONExtract(details, 'link_attribute_types', 'Array(Map(String, String))'),
+                           length(`links.span_id`)), 1, {item_limit:UInt32}) AS link_kinds,
+    dropped_attributes_count, dropped_events_count, dropped_links_count,
+    correlation_id
+FROM spans
+WHERE trace_id = unhex({trace_id:String}) AND span_id = unhex({span_id:String})
+ORDER BY timestamp
+LIMIT 1
+"""
+
+# What a span's page says about its trace: the trace's first start and last end (the "+offset" of the
+# span, the time bounds of its logs) and the parent's service and name when the parent is stored. Reads
+# the narrow columns of the trace's spans only ({parent_id}: hex, '' for a root).
+SPAN_TRACE_CONTEXT = """SELECT
+    min(toUnixTimestamp64Nano(timestamp)) AS trace_start,
+    max(toUnixTimestamp64Nano(timestamp) + toInt64(duration)) AS trace_end,
+    countIf({parent_id:String} != '' AND span_id = unhex({parent_id:String})) AS parent_found,
+    anyIf(service_name, {parent_id:String} != '' AND span_id = unhex({parent_id:String})) AS parent_service,
+    anyIf(name, {parent_id:String} != '' AND span_id = unhex({parent_id:String})) AS parent_name
+FROM spans
+WHERE trace_id = unhex({trace_id:String})
+"""
+
+# Logs of one span, in time order, within the trace's time bounds widened by the caller. The columns
+# are those of store/sql/explore.py's LOG_COLUMNS (rows go through the same conversion); that module
+# imports this one, so they are written out here.
+SPAN_LOGS = """SELECT
+    toString(toUnixTimestamp64Nano(timestamp)) AS time_unix_nano,
+    toString(toUnixTimestamp64Nano(observed_timestamp)) AS observed_time_unix_nano,
+    if(trace_id = toFixedString('', 16), '', lower(hex(trace_id))) AS trace_hex,
+    if(span_id = toFixedString('', 8), '', lower(hex(span_id))) AS span_hex,
+    flags, severity_text, severity_number, service_name,
+    body, CAST(body_type, 'String') AS body_kind, event_name,
+    resource_attributes, CAST(resource_attribute_types, 'Map(String, String)') AS resource_kinds,
+    scope_name, scope_version, attributes, CAST(attribute_types, 'Map(String, String)') AS kinds,
+    correlation_id
+FROM logs
+WHERE trace_id = unhex({trace_id:String}) AND span_id = unhex({span_id:String})
+  AND timestamp >= fromUnixTimestamp64Nano({start:Int64}) AND timestamp <= fromUnixTimestamp64Nano({end:Int64})
+ORDER BY timestamp
+LIMIT {limit:UInt32}
+"""
