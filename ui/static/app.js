@@ -83,6 +83,8 @@
     var seconds = +toggle.dataset.seconds || 30;
     var due = 0, timer = 0;
     var busy = function () {
+      // A live tail (static/logs.js) brings new lines itself: a reload would stop it.
+      if (document.querySelector(".live-toggle[aria-pressed=true]")) return true;
       var active = document.activeElement;
       if (active && active.form && active !== toggle && active.type !== "submit") return true;
       return Array.prototype.some.call(document.querySelectorAll("main input, main textarea, main select"), function (f) {
