@@ -52,6 +52,8 @@ class Site:
     server: InProcess
     trace_id: str
     incident_id: str
+    span_id: str
+    log_at: str  # the time of the log line "charge declined", unix ns
 
     @property
     def api(self) -> str:
@@ -88,16 +90,23 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
         incident_id = wait_until(open_incident)
         wait_until(trace_stored)
-        yield Site(server, shop.checkout, str(incident_id))
+        declined = httpx.get(f"{server.api}/api/v1/logs?q=declined", auth=auth, timeout=10).json()["logs"][0]
+        assert shop.spans
+        yield Site(server, shop.checkout, str(incident_id), shop.spans["charge"], declined["time_unix_nano"])
 
 
-#: name -> path (formatted with the site's trace and incident ids); the names key the known violations.
+#: name -> path (formatted with the site's trace, span, log and incident); the names key the known
+#: violations.
 PAGES = {
     "services": "/",
     "service": "/services/checkout",
     "traces": "/traces?service=orders",
     "trace": "/traces/{trace_id}",
+    "span": "/traces/{trace_id}/spans/{span_id}",
+    "trace-stats": "/traces/{trace_id}/stats",
+    "trace-compare": "/traces/compare?a={trace_id}&b={trace_id}",
     "logs": "/logs",
+    "log-context": "/logs/context?at={log_at}&service=payments",
     "correlation": f"/correlations/{CORRELATION}",
     "slos": "/slos",
     "slo": "/slos/checkout",
@@ -215,7 +224,9 @@ def _report(violations: list[dict[str, Any]]) -> str:
 @pytest.mark.parametrize("name", list(PAGES))
 def test_every_page_passes_axe_and_fits_a_phone(site: Site, view: tuple[str, Any, Any], name: str) -> None:
     view_name, signed_in, anonymous = view
-    path = PAGES[name].format(trace_id=site.trace_id, incident_id=site.incident_id)
+    path = PAGES[name].format(
+        trace_id=site.trace_id, incident_id=site.incident_id, span_id=site.span_id, log_at=site.log_at
+    )
     pg, problems, status = _open(anonymous if name == "login" else signed_in, site.api + path)
     try:
         assert status == (404 if name == "error" else 200), f"{path}: HTTP {status}"

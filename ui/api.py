@@ -119,6 +119,8 @@ def create_app(
                 "trace_outline": "/api/v1/traces/{trace_id}/outline",
                 "trace_find": "/api/v1/traces/{trace_id}/find?q=",
                 "span": "/api/v1/traces/{trace_id}/spans/{span_id}",
+                "trace_stats": "/api/v1/traces/{trace_id}/stats",
+                "trace_compare": "/api/v1/traces/compare?a=&b=",
                 "traces": "/api/v1/traces",
                 "logs": "/api/v1/logs",
                 "logs_histogram": "/api/v1/logs/histogram",
@@ -143,6 +145,8 @@ def create_app(
     _install_ops(app, registry, readiness)
 
     # Jaeger's query API for Grafana's Jaeger data source (URL http://HOST:PORT/jaeger) and the Jaeger UI.
+    # Before the explore API and the trace view: /traces/compare is not a trace id.
+    app.include_router(pages_trace_analysis.router(backend))
     app.include_router(api_explore.router(backend))
     app.include_router(api_logs.router(backend))
     app.include_router(api_red.router(backend))
@@ -156,8 +160,6 @@ def create_app(
     app.include_router(pages_map.router(backend))
     app.include_router(jaeger.router(backend), prefix="/jaeger")
     app.include_router(pages_trace_search.router(backend))
-    # Before the trace view: /traces/compare is not a trace id.
-    app.include_router(pages_trace_analysis.router(backend))
     app.include_router(pages_span.router(backend))
     app.include_router(pages_traces.router(backend))
     app.include_router(pages_logs.router(backend))
