@@ -503,6 +503,21 @@ def test_a_10000_span_trace_draws_only_the_rows_in_view(srv, page) -> None:  # n
     assert page.problems == []
 
 
+def test_responses_over_1_kb_are_compressed_when_the_client_accepts_it(srv) -> None:  # noqa: ANN001
+    server, shop = srv
+    for path in (f"/traces/{shop.bulk}", f"/api/v1/traces/{shop.bulk}/outline", f"/jaeger/api/traces/{shop.checkout}"):
+        gz = httpx.get(server.api + path, headers={"Accept-Encoding": "gzip", "Accept": "text/html"})
+        plain = httpx.get(server.api + path, headers={"Accept-Encoding": "identity", "Accept": "text/html"})
+        assert gz.status_code == plain.status_code == 200, path
+        assert gz.headers.get("content-encoding") == "gzip", path
+        assert "content-encoding" not in plain.headers, path
+        if not path.startswith("/traces"):  # a page carries a fresh CSRF token each time
+            assert gz.content == plain.content  # httpx decodes: the same body either way
+        assert int(gz.headers["content-length"]) < len(plain.content), path
+    small = httpx.get(f"{server.api}/healthz", headers={"Accept-Encoding": "gzip"})
+    assert small.text == "ok\n" and "content-encoding" not in small.headers
+
+
 def test_a_span_link_opens_that_span_and_the_minimap_zooms(srv, page) -> None:  # noqa: ANN001
     server, shop = srv
     page.set_viewport_size({"width": 1400, "height": 900})
