@@ -181,6 +181,16 @@ def dependencies(
 # -- traces ------------------------------------------------------------------------------------
 
 
+#: The orders of a trace search: name -> (key, descending). Ties go by trace id (ascending) in every
+#: order, so that each is total and a cursor's place in it is exact.
+TRACE_SORTS = {
+    "newest": ("start", True),
+    "oldest": ("start", False),
+    "longest": ("duration", True),
+    "shortest": ("duration", False),
+}
+
+
 @dataclass(frozen=True)
 class TraceSearch:
     """A trace search; a trace matches if ONE of its spans meets every criterion."""
@@ -195,44 +205,60 @@ class TraceSearch:
     status: str = ""  # 'error', 'ok', 'unset' or '' for any
     limit: int = 20
     cursor: str = ""  # a previous page's next_cursor: the page after it; '' for the first page
+    sort: str = "newest"  # one of TRACE_SORTS
 
 
 @dataclass(frozen=True)
 class TracePage:
-    """One page of a trace search: summaries, how many traces match in all, and the next page's cursor
-    ('' after the last page)."""
+    """One page of a trace search: summaries, how many traces match in all, how many of them come
+    before this page in the order, and the next page's cursor ('' after the last page)."""
 
     traces: list[dict[str, Any]]
     total: int
     next_cursor: str
+    offset: int
 
 
 #: A trace's start is looked for this far before a search's range (see SEARCH_TRACE_PAGE): the bound
 #: the service map puts on a parent before its child. An hour cost a 15-minute search twice the time
 #: of the search itself (every span of the 75 minutes is read for the trace ids).
 TRACE_START_LOOKBACK_NS = PARENT_SLACK_NS
-_CURSOR = re.compile(r"^(-?\d{1,19}):([0-9a-f]{32})$")
+#: A trace's later spans (its end, for its duration) are looked for this far after the range by the
+#: duration orders: the same bound the other way (the service map's child starts at most this long
+#: after its parent). A search that ends now, the usual one, reads nothing more (no span starts in
+#: the future); one in the past reads 5 more minutes of trace ids. A span of the trace starting later
+#: still is not counted, as the lookback leaves out one starting earlier.
+TRACE_END_LOOKAHEAD_NS = PARENT_SLACK_NS
+_INT64 = (-(2**63), 2**63 - 1)
+_CURSOR = re.compile(rf"^({'|'.join(TRACE_SORTS)}):(-?\d{{1,19}}):([0-9a-f]{{32}})$")
 _CURSOR_TEXT = re.compile(r"^[A-Za-z0-9_-]{1,96}$")  # base64url without padding
 
 
-def encode_cursor(start_ns: int, trace_id: str) -> str:
-    """The opaque cursor after the trace ``trace_id`` starting at ``start_ns`` (its place in the order)."""
-    return base64.urlsafe_b64encode(f"{start_ns}:{trace_id}".encode()).decode().rstrip("=")
+def encode_cursor(key: int, trace_id: str, sort: str = "newest") -> str:
+    """The opaque cursor after the trace ``trace_id`` whose sort key (its start for ``newest`` and
+    ``oldest``, its duration for ``longest`` and ``shortest``) is ``key``: its place in that order."""
+    return base64.urlsafe_b64encode(f"{sort}:{key}:{trace_id}".encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    """(trace start, trace id) of a cursor from :func:`encode_cursor`; ValueError naming ``cursor``."""
+def decode_cursor(cursor: str, sort: str = "newest") -> tuple[int, str]:
+    """(sort key, trace id) of a cursor from :func:`encode_cursor` for ``sort``; ValueError naming
+    ``cursor`` when it is not one, or belongs to another order."""
     text = cursor.strip()
     try:
         place = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
     except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
         place = ""
     match = _CURSOR.fullmatch(place) if _CURSOR_TEXT.fullmatch(text) else None
-    if not match or not -(2**63) <= int(match.group(1)) < 2**63:
+    if not match or not _INT64[0] <= int(match.group(2)) <= _INT64[1]:
         raise ValueError(
             f"cursor: {cursor[:64]!r} is not a cursor of a trace search (pass a page's next_cursor unchanged)"
         )
-    return int(match.group(1)), match.group(2)
+    if match.group(1) != sort:
+        raise ValueError(
+            f"cursor: this cursor continues sort={match.group(1)}, not sort={sort} "
+            "(a cursor goes with the search and sort of the page that gave it; start again without it)"
+        )
+    return int(match.group(2)), match.group(3)
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -259,54 +285,64 @@ def trace_summaries(backend: Backend, trace_ids: list[str]) -> dict[str, dict[st
 
 
 def search_trace_page(backend: Backend, q: TraceSearch) -> TracePage:
-    """One page of the traces matching ``q``: newest trace start first, ties by trace id, from the
-    first page or after ``q.cursor``. Following ``next_cursor`` visits every match exactly once.
+    """One page of the traces matching ``q`` in the order ``q.sort`` (:data:`TRACE_SORTS`, ties by
+    trace id), from the first page or after ``q.cursor``. Following ``next_cursor`` visits every match
+    exactly once.
 
-    A trace's start here is that of its earliest span from ``TRACE_START_LOOKBACK_NS`` before the
-    range to its end (the summaries' start for all but traces that began even earlier).
+    A trace's start and duration here are those of its spans from ``TRACE_START_LOOKBACK_NS`` before
+    the range to ``TRACE_END_LOOKAHEAD_NS`` after it: the summaries' for every trace within those
+    bounds (a trace that began earlier or ends later is placed by its spans inside them).
     """
     _check_range(q.start_ns, q.end_ns)
     _check_limit(q.limit)
     if q.status and q.status not in STATUSES:
         raise ValueError(f"status: {q.status!r} must be one of {', '.join(STATUSES)}")
+    if q.sort not in TRACE_SORTS:
+        raise ValueError(f"sort: {q.sort[:64]!r} must be one of {', '.join(TRACE_SORTS)}")
     min_d, max_d = q.min_duration_ns, q.max_duration_ns
     if min_d is not None and max_d is not None and max_d < min_d:
         raise ValueError("max_duration_ms is below min_duration_ms")
-    after_start, after_trace = decode_cursor(q.cursor) if q.cursor else (0, "")
+    after_key, after_trace = decode_cursor(q.cursor, q.sort) if q.cursor else (0, "")
+    key, descending = TRACE_SORTS[q.sort]
     params: dict[str, Any] = {
         "start": q.start_ns,
         "end": q.end_ns,
-        "lookback": max(q.start_ns - TRACE_START_LOOKBACK_NS, -(2**63)),  # stays an Int64
+        "lookback": max(q.start_ns - TRACE_START_LOOKBACK_NS, _INT64[0]),  # stays an Int64
+        # Later spans change a trace's end, never its start: only the duration orders read them.
+        "lookahead": min(q.end_ns + (TRACE_END_LOOKAHEAD_NS if key == "duration" else 0), _INT64[1]),
         "service": _text(q.service, "service"),
         "operation": _text(q.operation, "operation"),
         "min_duration": max(0, min_d or 0),
         "max_duration": MAX_DURATION_NS if max_d is None else max(0, max_d),
         "status": STATUSES.get(q.status, ""),
+        "by_duration": key == "duration",
+        "descending": descending,
         "after": bool(q.cursor),
-        "after_start": after_start,
+        "after_key": after_key,
         "after_trace": after_trace,
         "limit": q.limit + 1,  # one more than asked: is there a next page?
         **_attr_params(q.attrs),
     }
     rows = backend.query_arrow(sql.SEARCH_TRACE_PAGE, params).to_pylist()
     if rows:
-        total = rows[0]["total"]
+        total, offset = rows[0]["total"], rows[0]["total"] - rows[0]["remaining"]
     elif q.cursor:  # past the last match: no row carries the count
-        total = backend.query_arrow(sql.COUNT_TRACES, params).to_pylist()[0]["total"]
+        total = offset = backend.query_arrow(sql.COUNT_TRACES, params).to_pylist()[0]["total"]
     else:
-        total = 0
+        total = offset = 0
     page = rows[: q.limit]
     last = page[-1] if len(rows) > q.limit else None
     summaries = trace_summaries(backend, [row["trace_hex"] for row in page])
     return TracePage(
         traces=[summaries[row["trace_hex"]] for row in page if row["trace_hex"] in summaries],
         total=total,
-        next_cursor=encode_cursor(last["start_ns"], last["trace_hex"]) if last else "",
+        next_cursor=encode_cursor(last["sort_key"], last["trace_hex"], q.sort) if last else "",
+        offset=offset,
     )
 
 
 def search_traces(backend: Backend, q: TraceSearch) -> list[dict[str, Any]]:
-    """Summaries of the traces of one page of ``q`` (:func:`search_trace_page`), the newest first."""
+    """Summaries of the traces of one page of ``q`` (:func:`search_trace_page`), in ``q.sort``'s order."""
     return search_trace_page(backend, q).traces
 
 

@@ -273,11 +273,12 @@ def test_total_counts_matches_not_the_page(srv: Server) -> None:
         "traces": [],
         "total": 0,
         "next_cursor": None,
+        "sort": "newest",
     }
     # A cursor past the last match: an empty page that still says how many match.
     past = encode_cursor(0, "0" * 32)
     reply = srv.ok("/api/v1/traces", service="page-db", cursor=past, **PAGE_RANGE)
-    assert reply == {"traces": [], "total": N_PAGE, "next_cursor": None}
+    assert reply == {"traces": [], "total": N_PAGE, "next_cursor": None, "sort": "newest"}
 
 
 @pytest.mark.parametrize(

@@ -63,6 +63,37 @@ def _attrs(params: QueryParams) -> list[explore.AttrFilter]:
         raise bad_request(str(exc)) from None
 
 
+#: The trace search's own parameters (besides start, end and limit).
+TRACE_SEARCH_PARAMS = {
+    "service",
+    "operation",
+    "attr",
+    "min_duration_ms",
+    "max_duration_ms",
+    "status",
+    "cursor",
+    "sort",
+}
+
+
+def trace_search(params: QueryParams, start_ns: int, end_ns: int) -> explore.TraceSearch:
+    """The trace search of ``params`` over [start_ns, end_ns]; 400 naming a malformed parameter (the
+    store names a bad status, sort or cursor when it runs)."""
+    return explore.TraceSearch(
+        start_ns=start_ns,
+        end_ns=end_ns,
+        service=_single(params, "service").strip(),
+        operation=_single(params, "operation").strip(),
+        attrs=_attrs(params),
+        min_duration_ns=_duration_ms(params, "min_duration_ms"),
+        max_duration_ns=_duration_ms(params, "max_duration_ms"),
+        status=_single(params, "status").strip().lower(),
+        limit=parse_limit(_single(params, "limit").strip() or None, *TRACE_LIMIT),
+        cursor=_single(params, "cursor").strip(),
+        sort=_single(params, "sort").strip().lower() or "newest",
+    )
+
+
 def router(backend: Backend) -> APIRouter:
     """The explore API over ``backend``; its paths start with ``/api/v1/``."""
     api = APIRouter(tags=["explore"])
@@ -86,26 +117,20 @@ def router(backend: Backend) -> APIRouter:
 
     @api.get("/api/v1/traces")
     def find_traces(request: Request) -> dict[str, Any]:
-        """One page of trace summaries, newest trace start first, the number of matching traces, and
-        the cursor of the next page; a trace matches if one span matches every filter."""
+        """One page of trace summaries in the order ``sort`` (newest, oldest, longest, shortest; ties
+        by trace id), the number of matching traces, the order used and the cursor of the next page;
+        a trace matches if one span matches every filter."""
         params = request.query_params
-        known = {"service", "operation", "attr", "min_duration_ms", "max_duration_ms", "status", "cursor"}
-        _only_known(params, known | {"start", "end", "limit"})
+        _only_known(params, TRACE_SEARCH_PARAMS | {"start", "end", "limit"})
         window = parse_range(_single(params, "start") or None, _single(params, "end") or None)
-        query = explore.TraceSearch(
-            start_ns=window.start_ns,
-            end_ns=window.end_ns,
-            service=_single(params, "service"),
-            operation=_single(params, "operation"),
-            attrs=_attrs(params),
-            min_duration_ns=_duration_ms(params, "min_duration_ms"),
-            max_duration_ns=_duration_ms(params, "max_duration_ms"),
-            status=_single(params, "status").lower(),
-            limit=parse_limit(_single(params, "limit") or None, *TRACE_LIMIT),
-            cursor=_single(params, "cursor"),
-        )
+        query = trace_search(params, window.start_ns, window.end_ns)
         page = call_store(lambda: explore.search_trace_page(backend, query))
-        return {"traces": page.traces, "total": page.total, "next_cursor": page.next_cursor or None}
+        return {
+            "traces": page.traces,
+            "total": page.total,
+            "next_cursor": page.next_cursor or None,
+            "sort": query.sort,
+        }
 
     @api.get("/api/v1/traces/{trace_id}")
     def get_trace(trace_id: str) -> dict[str, Any]:

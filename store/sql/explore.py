@@ -136,27 +136,35 @@ _MATCHING_SPANS = f"""
       AND ({{status:String}} = '' OR status_code = {{status:String}})
     WHERE {ATTR_FILTERS}"""
 
-# One page of matching traces, newest trace start first, ties by trace id: a total order, so that
-# pages never overlap and never skip. A trace's start is its earliest span from {lookback} (start
-# minus store/explore.py's TRACE_START_LOOKBACK_NS) to {end}: the true start for every trace that
-# began less than the lookback before the range, read in one bounded pass (the whole trace of every
-# match, without time bounds, would read whole days through the by_trace projection).
-# total: the number of matching traces, counted before the page is cut out. {after} with
-# {after_start}/{after_trace}: only the traces after that one (the page's cursor).
+# One page of matching traces in one of four orders, ties by trace id: a total order, so that pages
+# never overlap and never skip. A trace's start is its earliest span's start, its duration its latest
+# span's end minus that, as TRACE_SUMMARIES computes them over the whole trace, here over its spans
+# starting from {lookback} (start minus store/explore.py's TRACE_START_LOOKBACK_NS) to {lookahead}
+# (end, plus TRACE_END_LOOKAHEAD_NS for the duration orders): the same numbers for every trace within
+# those bounds, read in one bounded pass (the whole trace of every match, without time bounds, would
+# read whole days through the by_trace projection).
+# {by_duration} picks the key (duration, else start); {descending} its direction. `place` is the key
+# negated when descending, so that one ascending ORDER BY and one tuple comparison serve all four.
+# total: the number of matching traces, counted before the cursor and the page cut them;
+# remaining: those from the cursor on (total - remaining come before this page). {after} with
+# {after_key}/{after_trace}: only the traces after that one (the page's cursor, holding the key).
 SEARCH_TRACE_PAGE = f"""
-SELECT trace_hex, start_ns, total
+SELECT trace_hex, sort_key, total, count() OVER () AS remaining
 FROM (
     SELECT lower(hex(trace_id)) AS trace_hex, toUnixTimestamp64Nano(min(timestamp)) AS start_ns,
+        max(toUnixTimestamp64Nano(timestamp) + toInt64(duration)) - start_ns AS duration_ns,
+        if({{by_duration:Bool}}, duration_ns, start_ns) AS sort_key,
+        if({{descending:Bool}}, -sort_key, sort_key) AS place,
         count() OVER () AS total
     FROM spans
     PREWHERE timestamp >= fromUnixTimestamp64Nano({{lookback:Int64}})
-      AND timestamp <= fromUnixTimestamp64Nano({{end:Int64}})
+      AND timestamp <= fromUnixTimestamp64Nano({{lookahead:Int64}})
       AND trace_id IN (SELECT trace_id {_MATCHING_SPANS})
     GROUP BY trace_id
 )
-WHERE NOT {{after:Bool}} OR start_ns < {{after_start:Int64}}
-   OR (start_ns = {{after_start:Int64}} AND trace_hex > {{after_trace:String}})
-ORDER BY start_ns DESC, trace_hex
+WHERE NOT {{after:Bool}}
+   OR (place, trace_hex) > (if({{descending:Bool}}, -{{after_key:Int64}}, {{after_key:Int64}}), {{after_trace:String}})
+ORDER BY place, trace_hex
 LIMIT {{limit:UInt32}}
 """
 
