@@ -47,7 +47,7 @@ class AttrFilter:
     value: str | float
 
 
-def _text(value: str, name: str) -> str:
+def bounded_text(value: str, name: str) -> str:
     if len(value) > MAX_TEXT:
         raise ValueError(f"{name} is longer than {MAX_TEXT} characters")
     return value
@@ -59,8 +59,8 @@ def parse_attr(text: str) -> AttrFilter:
     if not match or not match.group(1).strip():
         raise ValueError(f"attr: {text!r} must look like KEY=VALUE, KEY>NUMBER or KEY<NUMBER")
     key, op, value = match.group(1), match.group(2), match.group(3)
-    _text(key, "attr key")
-    _text(value, "attr value")
+    bounded_text(key, "attr key")
+    bounded_text(value, "attr value")
     if op == "=":
         return AttrFilter(key, op, value)
     try:
@@ -72,7 +72,7 @@ def parse_attr(text: str) -> AttrFilter:
     return AttrFilter(key, op, number)
 
 
-def _attr_params(filters: list[AttrFilter]) -> dict[str, Any]:
+def attr_params(filters: list[AttrFilter]) -> dict[str, Any]:
     eq = [f for f in filters if f.op == "="]
     num = [f for f in filters if f.op != "="]
     return {
@@ -110,7 +110,7 @@ def tokens(text: str) -> list[str]:
     return found
 
 
-def _check_range(start_ns: int, end_ns: int) -> None:
+def check_range(start_ns: int, end_ns: int) -> None:
     if end_ns < start_ns:
         raise ValueError(f"end ({end_ns}) is before start ({start_ns})")
 
@@ -141,7 +141,7 @@ def dependencies(
     reference the roll-up is tested against); so does a step that is not a whole number of minutes,
     as a stored minute cannot be split.
     """
-    _check_range(start_ns, end_ns)
+    check_range(start_ns, end_ns)
     _check_limit(limit)
     step_s = None
     if step_ns is not None:
@@ -293,7 +293,7 @@ def search_trace_page(backend: Backend, q: TraceSearch) -> TracePage:
     the range to ``TRACE_END_LOOKAHEAD_NS`` after it: the summaries' for every trace within those
     bounds (a trace that began earlier or ends later is placed by its spans inside them).
     """
-    _check_range(q.start_ns, q.end_ns)
+    check_range(q.start_ns, q.end_ns)
     _check_limit(q.limit)
     if q.status and q.status not in STATUSES:
         raise ValueError(f"status: {q.status!r} must be one of {', '.join(STATUSES)}")
@@ -310,8 +310,8 @@ def search_trace_page(backend: Backend, q: TraceSearch) -> TracePage:
         "lookback": max(q.start_ns - TRACE_START_LOOKBACK_NS, _INT64[0]),  # stays an Int64
         # Later spans change a trace's end, never its start: only the duration orders read them.
         "lookahead": min(q.end_ns + (TRACE_END_LOOKAHEAD_NS if key == "duration" else 0), _INT64[1]),
-        "service": _text(q.service, "service"),
-        "operation": _text(q.operation, "operation"),
+        "service": bounded_text(q.service, "service"),
+        "operation": bounded_text(q.operation, "operation"),
         "min_duration": max(0, min_d or 0),
         "max_duration": MAX_DURATION_NS if max_d is None else max(0, max_d),
         "status": STATUSES.get(q.status, ""),
@@ -321,7 +321,7 @@ def search_trace_page(backend: Backend, q: TraceSearch) -> TracePage:
         "after_key": after_key,
         "after_trace": after_trace,
         "limit": q.limit + 1,  # one more than asked: is there a next page?
-        **_attr_params(q.attrs),
+        **attr_params(q.attrs),
     }
     rows = backend.query_arrow(sql.SEARCH_TRACE_PAGE, params).to_pylist()
     if rows:
@@ -349,7 +349,7 @@ def search_traces(backend: Backend, q: TraceSearch) -> list[dict[str, Any]]:
 # -- logs --------------------------------------------------------------------------------------
 
 
-def _log(row: dict[str, Any]) -> dict[str, Any]:
+def log_row(row: dict[str, Any]) -> dict[str, Any]:
     body = typed_attributes({"body": row["body"]}, {"body": row["body_kind"]})["body"]
     return {
         "time_unix_nano": row["time_unix_nano"],
@@ -377,7 +377,7 @@ def trace_logs(backend: Backend, trace_id: str, start_ns: int, end_ns: int) -> l
         "end": end_ns + TRACE_LOG_MARGIN_NS,
         "limit": TRACE_LOG_LIMIT,
     }
-    return [_log(row) for row in backend.query_arrow(sql.TRACE_LOGS, params).to_pylist()]
+    return [log_row(row) for row in backend.query_arrow(sql.TRACE_LOGS, params).to_pylist()]
 
 
 @dataclass(frozen=True)
@@ -395,19 +395,16 @@ class LogSearch:
     limit: int = 100
 
 
-def search_logs(backend: Backend, q: LogSearch) -> list[dict[str, Any]]:
-    """Logs matching ``q``, newest first."""
-    _check_range(q.start_ns, q.end_ns)
-    _check_limit(q.limit)
+def log_filters(q: LogSearch) -> tuple[str, dict[str, Any]]:
+    """The conditions (' AND '-prefixed, our own fragments of ``store/sql/explore.py``) and parameters
+    that ``q`` adds to LOG_MATCH beyond the range: the log search's, which the histogram and the live
+    tail (``store/logs.py``) share, so that they count and list the very lines the search finds."""
     if not 0 <= q.severity_min <= 24:
         raise ValueError(f"severity_min must be from 0 to 24, got {q.severity_min}")
     params: dict[str, Any] = {
-        "start": q.start_ns,
-        "end": q.end_ns,
-        "service": _text(q.service, "service"),
+        "service": bounded_text(q.service, "service"),
         "severity_min": q.severity_min,
-        "limit": q.limit,
-        **_attr_params(q.attrs),
+        **attr_params(q.attrs),
     }
     filters: list[str] = []
     if q.trace_id:
@@ -417,12 +414,36 @@ def search_logs(backend: Backend, q: LogSearch) -> list[dict[str, Any]]:
         params["trace_id"] = q.trace_id.lower()
     if q.correlation_id:
         filters.append(sql.LOG_CORRELATION_FILTER)
-        params["correlation_id"] = _text(q.correlation_id, "correlation_id")
-    for n, token in enumerate(tokens(_text(q.q, "q"))):
+        params["correlation_id"] = bounded_text(q.correlation_id, "correlation_id")
+    for n, token in enumerate(tokens(bounded_text(q.q, "q"))):
         filters.append(sql.TOKEN_FILTER.format(n=n))
         params[f"token_{n}"] = token
-    statement = sql.LOG_SEARCH_HEAD + "".join(f"  AND {f}\n" for f in filters) + sql.LOG_SEARCH_TAIL
-    return [_log(row) for row in backend.query_arrow(statement, params).to_pylist()]
+    return "".join(f"  AND {f}\n" for f in filters), params
+
+
+def search_logs(backend: Backend, q: LogSearch) -> list[dict[str, Any]]:
+    """Logs matching ``q``, newest first."""
+    check_range(q.start_ns, q.end_ns)
+    _check_limit(q.limit)
+    filters, params = log_filters(q)
+    params.update(start=q.start_ns, end=q.end_ns, limit=q.limit)
+    statement = sql.LOG_SEARCH_HEAD + filters + sql.LOG_SEARCH_TAIL
+    return [log_row(row) for row in backend.query_arrow(statement, params).to_pylist()]
+
+
+def span_logs(
+    backend: Backend, trace_id: str, span_id: str, start_ns: int, end_ns: int, limit: int
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` logs of one span (ids in lower-case hex), in time order, from around
+    [start_ns, end_ns] (its trace's bounds) widened as for :func:`trace_logs`."""
+    params = {
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "start": max(0, start_ns - TRACE_LOG_MARGIN_NS),
+        "end": min(end_ns + TRACE_LOG_MARGIN_NS, 2**63 - 1),
+        "limit": limit,
+    }
+    return [log_row(row) for row in backend.query_arrow(sql.SPAN_LOGS, params).to_pylist()]
 
 
 # -- correlations ------------------------------------------------------------------------------
@@ -436,12 +457,12 @@ def correlation(
     ``traces`` are the summaries of the traces those spans belong to (whole traces, also spans
     without the id), oldest first; ``spans`` and ``logs`` are those that carry the id.
     """
-    _check_range(start_ns, end_ns)
+    check_range(start_ns, end_ns)
     _check_limit(limit)
     if not correlation_id:
         raise ValueError("correlation id must not be empty")
     params = {
-        "correlation_id": _text(correlation_id, "correlation id"),
+        "correlation_id": bounded_text(correlation_id, "correlation id"),
         "start": start_ns,
         "end": end_ns,
         "limit": limit,
@@ -460,7 +481,7 @@ def correlation(
         }
         for r in backend.query_arrow(sql.CORRELATION_SPANS, params).to_pylist()
     ]
-    logs = [_log(row) for row in backend.query_arrow(sql.CORRELATION_LOGS, params).to_pylist()]
+    logs = [log_row(row) for row in backend.query_arrow(sql.CORRELATION_LOGS, params).to_pylist()]
     summaries = trace_summaries(backend, list(dict.fromkeys(s["trace_id"] for s in spans)))
     traces = sorted(summaries.values(), key=lambda s: (int(s["start_time_unix_nano"]), s["trace_id"]))
     return {"correlation_id": correlation_id, "traces": traces, "spans": spans, "logs": logs}

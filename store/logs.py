@@ -14,7 +14,6 @@ from typing import Any
 
 from store import explore
 from store.backend import Backend
-from store.sql import explore as explore_sql
 from store.sql import logs as sql
 from store.traces import TRACE_ID
 
@@ -46,31 +45,6 @@ TAIL_MAX_TIES = 256
 INT64_MAX = 2**63 - 1
 _TAIL_CURSOR = re.compile(r"^(\d{1,19})((?:\.[0-9a-f]{1,16}){0,256})$")  # 256: TAIL_MAX_TIES
 _SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
-
-
-def match_filters(q: explore.LogSearch) -> tuple[str, dict[str, Any]]:
-    """The SQL conditions (' AND '-prefixed, our own fragments) and parameters of the filters of ``q``
-    beyond LOG_MATCH's: exactly those of ``explore.search_logs``."""
-    if not 0 <= q.severity_min <= 24:
-        raise ValueError(f"severity_min must be from 0 to 24, got {q.severity_min}")
-    params: dict[str, Any] = {
-        "service": explore._text(q.service, "service"),
-        "severity_min": q.severity_min,
-        **explore._attr_params(q.attrs),
-    }
-    filters: list[str] = []
-    if q.trace_id:
-        if not TRACE_ID.match(q.trace_id):
-            raise ValueError(f"trace_id must be 32 hex digits, got {q.trace_id[:64]!r}")
-        filters.append(explore_sql.LOG_TRACE_FILTER)
-        params["trace_id"] = q.trace_id.lower()
-    if q.correlation_id:
-        filters.append(explore_sql.LOG_CORRELATION_FILTER)
-        params["correlation_id"] = explore._text(q.correlation_id, "correlation_id")
-    for n, token in enumerate(explore.tokens(explore._text(q.q, "q"))):
-        filters.append(explore_sql.TOKEN_FILTER.format(n=n))
-        params[f"token_{n}"] = token
-    return "".join(f"  AND {f}\n" for f in filters), params
 
 
 # -- histogram ---------------------------------------------------------------------------------
@@ -129,12 +103,12 @@ def histogram(backend: Backend, q: explore.LogSearch, step_ns: int | None = None
 
     Every bucket from the one holding ``q.start_ns`` to the one holding ``q.end_ns`` is listed, empty
     ones too; the first and last may reach beyond the range (only lines inside it are counted)."""
-    explore._check_range(q.start_ns, q.end_ns)
+    explore.check_range(q.start_ns, q.end_ns)
     span = q.end_ns - q.start_ns
     if step_ns is None:
         step_ns = auto_step_ns(span)
     check_step(step_ns, span)
-    filters, params = match_filters(q)
+    filters, params = explore.log_filters(q)
     params.update(start=q.start_ns, end=q.end_ns, step=step_ns)
     table = backend.query_arrow(sql.HISTOGRAM_HEAD + filters + sql.HISTOGRAM_TAIL, params)
     first = q.start_ns // step_ns * step_ns
@@ -195,7 +169,7 @@ def check_context(q: ContextQuery) -> None:
             raise ValueError(f"{name} must be unix nanoseconds from 0 to {INT64_MAX}")
     if not 1 <= q.n <= CONTEXT_MAX_N:
         raise ValueError(f"n must be a whole number from 1 to {CONTEXT_MAX_N}, got {q.n}")
-    explore._text(q.service, "service")
+    explore.bounded_text(q.service, "service")
     if q.trace_id and not TRACE_ID.match(q.trace_id):
         raise ValueError(f"trace_id must be 32 hex digits, got {q.trace_id[:64]!r}")
     if q.span_id and not _SPAN_ID.match(q.span_id.lower()):
@@ -233,7 +207,7 @@ def context(backend: Backend, q: ContextQuery) -> Context:
     after = backend.query_arrow(sql.CONTEXT_AFTER[q.by], params).to_pylist()
     rows = before + after
     return Context(
-        lines=[{**explore._log(row), "is_target": _is_target(q, row)} for row in rows],
+        lines=[{**explore.log_row(row), "is_target": _is_target(q, row)} for row in rows],
         before_count=len(before),
         after_count=len(after),
         earlier_anchor_ns=before[0]["t_ns"] - 1 if len(before) >= q.n and before[0]["t_ns"] > 0 else None,
@@ -301,7 +275,7 @@ def tail(
     counts: dict[int, int] = {}
     for h in cursor.seen:
         counts[h] = counts.get(h, 0) + 1
-    filters, params = match_filters(q)
+    filters, params = explore.log_filters(q)
     params.update(
         start=start,
         end=end,
@@ -317,4 +291,4 @@ def tail(
     at_top = tuple(int(r["row_key"], 16) for r in rows if r["t_ns"] == top)
     seen = (cursor.seen if top == cursor.after_ns else ()) + at_top
     following = TailCursor(top, seen) if len(seen) <= TAIL_MAX_TIES else TailCursor(top + 1)
-    return TailPage([explore._log(r) for r in rows], following, rows[0]["total"] - len(rows))
+    return TailPage([explore.log_row(r) for r in rows], following, rows[0]["total"] - len(rows))

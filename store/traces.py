@@ -178,10 +178,6 @@ SPAN_ID = re.compile(r"^[0-9a-fA-F]{16}$")
 VALUE_LIMIT = 2000
 #: Most events and most links a capped read returns.
 ITEM_LIMIT = 100
-#: Most logs of a span read with it.
-SPAN_LOG_LIMIT = 100
-#: Logs of a span are looked for within its trace's time range widened by this much (as a trace's).
-SPAN_LOG_MARGIN_NS = 5 * 60 * 10**9
 #: "No cap" for the engine's UInt32 limits.
 _UNCAPPED = 2**32 - 1
 
@@ -313,20 +309,3 @@ def get_span(backend: Backend, trace_id: str, span_id: str, attr_limit: int | No
         attr_limit=attr_limit,
         value_limit=VALUE_LIMIT if capped else None,
     )
-
-
-def span_logs(
-    backend: Backend, trace_id: str, span_id: str, start_ns: int, end_ns: int, limit: int = SPAN_LOG_LIMIT
-) -> list[dict[str, Any]]:
-    """Up to ``limit`` logs of one span (ids in lower-case hex), in time order, from ``start_ns`` to
-    ``end_ns`` (a trace's bounds) widened by SPAN_LOG_MARGIN_NS, in the shape of the log API."""
-    from store import explore  # it imports this module
-
-    params = {
-        "trace_id": trace_id,
-        "span_id": span_id,
-        "start": max(0, start_ns - SPAN_LOG_MARGIN_NS),
-        "end": min(end_ns + SPAN_LOG_MARGIN_NS, 2**63 - 1),
-        "limit": limit,
-    }
-    return [explore._log(row) for row in backend.query_arrow(queries.SPAN_LOGS, params).to_pylist()]

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
-from store import traces
+from store import explore, traces
 from store.backend import Backend
 from ui.explore_pages import HELPERS, check_known, log_view, page_store, typed
 from ui.params import bad_request, call_store
@@ -27,6 +27,8 @@ from ui.web import PageError, render
 
 #: Attributes (span and resource) the page shows without ``?full=1``.
 ATTR_LIMIT = 200
+#: Logs of the span shown (and returned by the JSON twin).
+SPAN_LOG_LIMIT = 100
 #: Largest ``attr_limit`` of the JSON twin.
 MAX_ATTR_LIMIT = 10_000
 
@@ -170,16 +172,16 @@ def _logs_of(backend: Backend, detail: traces.SpanDetail, call: Any) -> tuple[li
     """The span's first SPAN_LOG_LIMIT logs, and whether it has more."""
     s = detail.span
     logs = call(
-        lambda: traces.span_logs(
+        lambda: explore.span_logs(
             backend,
             s["trace_id"],
             s["span_id"],
             detail.trace_start_ns,
             detail.trace_end_ns,
-            traces.SPAN_LOG_LIMIT + 1,
+            SPAN_LOG_LIMIT + 1,
         )
     )
-    return logs[: traces.SPAN_LOG_LIMIT], len(logs) > traces.SPAN_LOG_LIMIT
+    return logs[:SPAN_LOG_LIMIT], len(logs) > SPAN_LOG_LIMIT
 
 
 def router(backend: Backend) -> APIRouter:
@@ -205,8 +207,8 @@ def router(backend: Backend) -> APIRouter:
         view = span_view(detail)
         window = [
             ("trace_id", trace_id),
-            ("start", str(detail.trace_start_ns // 10**6 - traces.SPAN_LOG_MARGIN_NS // 10**6)),
-            ("end", str(detail.trace_end_ns // 10**6 + traces.SPAN_LOG_MARGIN_NS // 10**6)),
+            ("start", str(detail.trace_start_ns // 10**6 - explore.TRACE_LOG_MARGIN_NS // 10**6)),
+            ("end", str(detail.trace_end_ns // 10**6 + explore.TRACE_LOG_MARGIN_NS // 10**6)),
         ]
         return render(
             request,

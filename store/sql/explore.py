@@ -215,15 +215,28 @@ ORDER BY timestamp, span_hex
 LIMIT {{limit:UInt32}}
 """
 
-# Log search: LOG_SEARCH_HEAD + ' AND '-joined filters from below + LOG_SEARCH_TAIL.
-LOG_SEARCH_HEAD = f"""
+# Logs of one span, in time order, within its trace's bounds widened by the caller.
+SPAN_LOGS = f"""
 SELECT {LOG_COLUMNS}
 FROM logs
+WHERE trace_id = unhex({{trace_id:String}}) AND span_id = unhex({{span_id:String}})
+  AND timestamp >= fromUnixTimestamp64Nano({{start:Int64}}) AND timestamp <= fromUnixTimestamp64Nano({{end:Int64}})
+ORDER BY timestamp
+LIMIT {{limit:UInt32}}
+"""
+
+# The logs a log search matches in [{start}, {end}] (both included): FROM ... WHERE, to which the
+# ' AND '-joined filters from below are appended. The search lists them (LOG_SEARCH_HEAD + filters +
+# LOG_SEARCH_TAIL); the histogram and the live tail (store/sql/logs.py) count and follow the same.
+LOG_MATCH = f"""FROM logs
 PREWHERE timestamp >= fromUnixTimestamp64Nano({{start:Int64}}) AND timestamp <= fromUnixTimestamp64Nano({{end:Int64}})
   AND ({{service:String}} = '' OR service_name = {{service:String}})
   AND severity_number >= {{severity_min:UInt8}}
 WHERE {ATTR_FILTERS}
 """
+LOG_SEARCH_HEAD = f"""
+SELECT {LOG_COLUMNS}
+{LOG_MATCH}"""
 LOG_TRACE_FILTER = "trace_id = unhex({trace_id:String})"
 LOG_CORRELATION_FILTER = "correlation_id = {correlation_id:String}"
 # One per token of the free-text query, {token_N:String}: hasToken is what the tokenbf_v1 index on

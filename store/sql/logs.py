@@ -1,19 +1,12 @@
 """Read queries of the log views (``store/logs.py``): volume by severity, the lines around a line, and
 the live tail.
 
-The matching logs are those of the log search (``store/sql/explore.py`` LOG_SEARCH_HEAD and its
-filters): its FROM/PREWHERE/WHERE part is reused here, so that a histogram counts exactly what the
-search lists. Only our own fragments are formatted in, never request data. Times are unix ns (Int64).
+The matching logs are those of the log search (``store/sql/explore.py`` LOG_MATCH and its filters),
+so that a histogram counts exactly what the search lists. Only our own fragments are formatted in,
+never request data. Times are unix ns (Int64).
 """
 
-from store.sql.explore import LOG_COLUMNS, LOG_SEARCH_HEAD
-
-_SELECT = f"\nSELECT {LOG_COLUMNS}\n"
-if not LOG_SEARCH_HEAD.startswith(_SELECT):  # pragma: no cover - a change in store/sql/explore.py
-    raise ImportError("LOG_SEARCH_HEAD no longer starts with SELECT LOG_COLUMNS: update store/sql/logs.py")
-#: FROM logs PREWHERE <range, service, severity> WHERE <attribute filters>: the search's matching logs
-#: over [{start}, {end}] (both included); the log search's extra filters are appended with AND.
-LOG_MATCH = LOG_SEARCH_HEAD.removeprefix(_SELECT)
+from store.sql.explore import LOG_COLUMNS, LOG_MATCH
 
 # Severity classes: 1..6 = TRACE, DEBUG, INFO, WARN, ERROR, FATAL (OpenTelemetry's ranges of four
 # numbers); 0 = unspecified, or a number outside 1..24 (a malformed record still counts somewhere).

@@ -254,23 +254,3 @@ SPAN_TRACE_CONTEXT = """SELECT
 FROM spans
 WHERE trace_id = unhex({trace_id:String})
 """
-
-# Logs of one span, in time order, within the trace's time bounds widened by the caller. The columns
-# are those of store/sql/explore.py's LOG_COLUMNS (rows go through the same conversion); that module
-# imports this one, so they are written out here.
-SPAN_LOGS = """SELECT
-    toString(toUnixTimestamp64Nano(timestamp)) AS time_unix_nano,
-    toString(toUnixTimestamp64Nano(observed_timestamp)) AS observed_time_unix_nano,
-    if(trace_id = toFixedString('', 16), '', lower(hex(trace_id))) AS trace_hex,
-    if(span_id = toFixedString('', 8), '', lower(hex(span_id))) AS span_hex,
-    flags, severity_text, severity_number, service_name,
-    body, CAST(body_type, 'String') AS body_kind, event_name,
-    resource_attributes, CAST(resource_attribute_types, 'Map(String, String)') AS resource_kinds,
-    scope_name, scope_version, attributes, CAST(attribute_types, 'Map(String, String)') AS kinds,
-    correlation_id
-FROM logs
-WHERE trace_id = unhex({trace_id:String}) AND span_id = unhex({span_id:String})
-  AND timestamp >= fromUnixTimestamp64Nano({start:Int64}) AND timestamp <= fromUnixTimestamp64Nano({end:Int64})
-ORDER BY timestamp
-LIMIT {limit:UInt32}
-"""
