@@ -28,6 +28,7 @@ from ui.explore_pages import (
     parse_param,
     range_links,
     search_form,
+    service_colours,
     url_with,
 )
 from ui.web import PageError, Range, render, time_range
@@ -268,7 +269,8 @@ def router(backend: Backend) -> APIRouter:
             range_links=range_links(request, keep),
             permalink=url_with("/traces", [*keep, *filled(request, RANGE_PARAMS)]),
             json_url=results.json_url,
-            **HELPERS,
+            # A distinct colour for every service on the page (the hash palette repeats after twelve).
+            **{**HELPERS, "colour": service_colours(s for t in found or [] for s in t["services"]).get},
         )
 
     return pages
