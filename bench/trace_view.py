@@ -12,7 +12,8 @@ trace of ``--services`` services and one Zipkin v2 span with ``--tags`` tags. He
 * **HTML** and **outline** bytes on the wire (gzip) and decoded;
 * **collapse all**, **open a span** (its details read from the span page) and **find** (every "item 5" span,
   jump to the first), each from the click to the next frame;
-* the page without JavaScript with a server-side find (``?q=``), over HTTP.
+* the page without JavaScript with a server-side find (``?q=``), the largest trace's statistics and
+  compare (with itself) pages, and the span page of the Zipkin span, over HTTP.
 
 The targets: a 10,000-span trace ready in at most 4 times the 100-span trace's time (the ceiling is
 measured in the same run), its HTML under 2 MB on the wire, and a 100,000-span trace that opens and
@@ -217,6 +218,13 @@ def main(argv: list[str] | None = None) -> int:
                 n: timed_get(client, f"{server.api}/traces/{trace_hex(k)}?q=item+5", args.repeat)
                 for k, n in enumerate(sizes)
             }
+            largest = trace_hex(len(sizes) - 1)
+            analysis = {
+                "statistics": timed_get(client, f"{server.api}/traces/{largest}/stats", args.repeat),
+                "compare with itself": timed_get(
+                    client, f"{server.api}/traces/compare?a={largest}&b={largest}", args.repeat
+                ),
+            }
             tags_capped = timed_get(client, span_url, args.repeat)
             tags_trace = timed_get(client, f"{server.api}/traces/{'5a1b' * 8}", args.repeat)
         with sync_playwright() as p:
@@ -253,6 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", "Without JavaScript, a server-side find (`?q=item+5`, the matching rows only):", ""]
     lines += [
         f"- {n:,} spans: {seconds * 1000:.0f} ms, {size / 1024:.1f} kB" for n, (seconds, size) in nojs.items()
+    ]
+    lines += ["", f"The {max(sizes):,}-span trace's other views (pages, over HTTP):", ""]
+    lines += [
+        f"- {name}: {seconds * 1000:.0f} ms, {size / 1024:.1f} kB"
+        for name, (seconds, size) in analysis.items()
     ]
     lines += [
         "",

@@ -190,7 +190,8 @@ def test_the_compare_page_rows_say_the_direction_in_text_and_stop_at_the_limit()
     assert [r["node"].operation for r in pages_trace_analysis.compare_view(found, limit=2)] == ["GET /", "q"]
 
 
-def test_a_100000_span_trace_is_analysed_in_well_under_a_second() -> None:
+def test_a_100000_span_trace_is_analysed_whole() -> None:
+    """Every span counted and every path found (the time it takes: bench/trace_view.py)."""
     n = 100_000
     ids = [f"{i:016x}" for i in range(n)]
     # A root, 1,000 children, 99 grandchildren each, in 20 services and 50 operations.
@@ -206,19 +207,13 @@ def test_a_100000_span_trace_is_analysed_in_well_under_a_second() -> None:
         statuses=["UNSET"] * n,
         event_counts=[0] * n,
     )
-    # CPU time of this process: other processes on a busy machine do not count against it.
-    started = time.process_time()
     stats = trace_analysis.statistics(big)
-    middle = time.process_time()
     found = trace_analysis.compare(big, big)
-    done = time.process_time()
     combo = [(i % 20, i % 50) for i in range(n)]
     paths = {combo[i] for i in range(1, 1001)} | {
         (combo[1 + (i - 1001) // 99], combo[i]) for i in range(1001, n)
     }
     assert stats.total.count == n and sum(found.counts_a) == n and len(found) == 1 + len(paths)
-    assert middle - started < 0.5, f"statistics of 100,000 spans took {middle - started:.2f} s"
-    assert done - middle < 0.8, f"comparing two traces of 100,000 spans took {done - middle:.2f} s"
 
 
 # -- the server --------------------------------------------------------------------------------

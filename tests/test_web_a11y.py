@@ -1,5 +1,7 @@
-"""Accessibility and small screens, in real Chromium: every page of the UI, at desktop width and at
-390×844 (a phone), in the light and the dark colour scheme, has no WCAG 2.1 A/AA violation and no
+"""Accessibility and small screens, in real Chromium: every page of the UI, at desktop width in the
+light and the dark colour scheme and at 390×844 (a phone) in the light one (the phone rules change the
+layout, not the colours, which are variables of the scheme; a dark phone view cost CI 23 s and failed
+only where the light one did), has no WCAG 2.1 A/AA violation and no
 best-practice one that axe-core reports (tests/data/axe/, see tests/data/README.md), and at 390 px no
 page scrolls sideways (only a table or the trace waterfall may, inside its own box). Also: the header's
 auto-refresh toggle and the navigation's count of open incidents.
@@ -124,7 +126,6 @@ VIEWS = {
     "desktop-light": {"viewport": DESKTOP, "color_scheme": "light"},
     "desktop-dark": {"viewport": DESKTOP, "color_scheme": "dark"},
     "phone-light": {"viewport": PHONE, "color_scheme": "light", "is_mobile": True, "has_touch": True},
-    "phone-dark": {"viewport": PHONE, "color_scheme": "dark", "is_mobile": True, "has_touch": True},
 }
 
 
