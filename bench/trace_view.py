@@ -180,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.spans.split(",")]
     work = Path(tempfile.mkdtemp(prefix="sloscope-bench-trace-"))
-    server = sdk_load.ServerProcess(work / "data", work / "server.log", flags=("--log-level", "WARNING"))
+    # A body as large as the many-tags span (16 MB is the default limit, and a span of a million tags
+    # is about 40 MB of JSON).
+    flags = ("--log-level", "WARNING", "--max-body-bytes", str(256 << 20))
+    server = sdk_load.ServerProcess(work / "data", work / "server.log", flags=flags)
     server.start()
     try:
         now = time.time_ns()

@@ -2,15 +2,17 @@
 
 # The spans of one trace, or of a set of traces (TRACE_IN). Both conditions are on the projection
 # by_trace's key (migration 0005), so the engine reads one small granule per part and needs no time bounds.
-TRACE_SPANS = """SELECT
-    -- Aliases must not reuse column names: ClickHouse would apply them in WHERE too.
+# What every read of whole spans starts with (TRACE_SPANS, SPAN_DETAIL). Aliases must not reuse
+# column names: ClickHouse would apply them in WHERE too.
+SPAN_HEAD = """
     lower(hex(trace_id)) AS trace_hex,
     lower(hex(span_id)) AS span_hex,
     if(parent_span_id = toFixedString('', 8), '', lower(hex(parent_span_id))) AS parent_hex,
     trace_state, flags, name, kind, service_name,
     toString(toUnixTimestamp64Nano(timestamp)) AS start_time_unix_nano,
     duration,
-    status_code, status_message,
+"""
+TRACE_SPANS = """SELECT""" + SPAN_HEAD + """    status_code, status_message,
     -- Enum kinds arrive in Arrow as numbers; as text they name themselves.
     resource_attributes, CAST(resource_attribute_types, 'Map(String, String)') AS resource_kinds,
     -- The rare parts live in one JSON column (migration 0011); absent or malformed, they read empty.
@@ -185,14 +187,7 @@ SPAN_DETAIL = """WITH
                1, {attr_limit:UInt32}) AS res_kind_pairs,
     arraySlice(`events.attributes`, 1, {item_limit:UInt32}) AS event_maps,
     arraySlice(`links.attributes`, 1, {item_limit:UInt32}) AS link_maps
-SELECT
-    lower(hex(trace_id)) AS trace_hex,
-    lower(hex(span_id)) AS span_hex,
-    if(parent_span_id = toFixedString('', 8), '', lower(hex(parent_span_id))) AS parent_hex,
-    trace_state, flags, name, kind, service_name,
-    toString(toUnixTimestamp64Nano(timestamp)) AS start_time_unix_nano,
-    duration,
-    status_code,
+SELECT""" + SPAN_HEAD + """    status_code,
     substringUTF8(status_message, 1, {value_limit:UInt32}) AS status_text,
     lengthUTF8(status_message) AS status_length,
     length(attributes) AS attribute_count,
