@@ -36,12 +36,13 @@ lint: $(STAMP)
 test: $(STAMP) chromium lint
 	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
-# Each appends its table to docs/benchmarks.md (about 15 minutes in all on 2 cores).
-bench: $(STAMP)
+# Each appends its table to docs/benchmarks.md (about 20 minutes in all on 2 cores).
+bench: $(STAMP) chromium
 	$(PY) bench/ingest.py
 	$(PY) bench/queries.py
 	$(PY) bench/slo_engine.py
 	$(PY) bench/home.py
+	$(PY) bench/trace_view.py
 
 # Kill -9 twenty times under SDK load, then three times the sustainable load under the memory bound;
 # each appends its table to docs/reliability/ (crash-loop.md, overload.md), about 10 minutes in all.
