@@ -13,7 +13,7 @@ from conftest import InProcess, in_process, screenshot, wait_until
 from opentelemetry.trace import SpanKind
 from test_web_traces import Telemetry, hexid
 
-from store import trace_analysis
+from store import trace_analysis, trace_tree
 from store.trace_analysis import Stat
 from store.traces import TraceOutline
 from ui import pages_trace_analysis
@@ -38,6 +38,27 @@ def outline(
         statuses=[s[6] if len(s) > 6 else "UNSET" for s in spans],  # type: ignore[misc]
         event_counts=[0] * len(spans),
     )
+
+
+# -- the waterfall's rows --------------------------------------------------------------------
+
+
+def test_the_tree_handles_orphans_and_parent_cycles() -> None:
+    rows = [
+        ("r", "", 0, 100),
+        ("a", "r", 10, 40),
+        ("o", "missing", 20, 10),  # parent not stored: another root
+        ("b", "r", 30, 60),
+        ("x", "y", 40, 5),  # x and y are each other's parents
+        ("y", "x", 41, 3),
+    ]
+    tree = trace_tree.build(outline(*((sid, parent, "s", sid, start, d) for sid, parent, start, d in rows)))
+    assert [rows[i][0] for i in tree.order] == ["r", "a", "b", "o", "x", "y"]
+    assert tree.depth == [0, 1, 1, 0, 0, 1]
+    assert tree.parent_row == [-1, 0, 0, -1, -1, 4]
+    assert [rows[i][0] for i in tree.critical] == ["r", "b"]
+    assert tree.orphan == [False, False, False, True, False, False]
+    assert (tree.start_ns, tree.end_ns) == (0, 100)
 
 
 # -- statistics --------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Link, NonRecordingSpan, SpanKind, Status, StatusCode, TraceFlags
 
-from store import trace_tree, traces
 from ui import explore_pages
 
 MS = 10**6
@@ -695,35 +694,6 @@ def test_search_and_the_trace_view_work_without_javascript(srv, browser) -> None
         assert page.locator("table.logs td.body").all_inner_texts() == ["charge declined"]
     finally:
         context.close()
-
-
-def test_the_tree_handles_orphans_and_parent_cycles() -> None:
-    rows = [
-        ("r", "", 0, 100),
-        ("a", "r", 10, 40),
-        ("o", "missing", 20, 10),  # parent not stored: another root
-        ("b", "r", 30, 60),
-        ("x", "y", 40, 5),  # x and y are each other's parents
-        ("y", "x", 41, 3),
-    ]
-    outline = traces.TraceOutline(
-        span_ids=[r[0] for r in rows],
-        parent_ids=[r[1] for r in rows],
-        services=["s"] * 6,
-        names=[r[0] for r in rows],
-        kinds=["INTERNAL"] * 6,
-        starts=[r[2] for r in rows],
-        durations=[r[3] for r in rows],
-        statuses=["UNSET"] * 6,
-        event_counts=[0] * 6,
-    )
-    tree = trace_tree.build(outline)
-    assert [rows[i][0] for i in tree.order] == ["r", "a", "b", "o", "x", "y"]
-    assert tree.depth == [0, 1, 1, 0, 0, 1]
-    assert tree.parent_row == [-1, 0, 0, -1, -1, 4]
-    assert [rows[i][0] for i in tree.critical] == ["r", "b"]
-    assert tree.orphan == [False, False, False, True, False, False]
-    assert (tree.start_ns, tree.end_ns) == (0, 100)
 
 
 def test_service_colours_are_distinct_for_any_number_of_services() -> None:
