@@ -11,6 +11,7 @@ starts before the cached one is read in full.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ from slo.series import MinuteCounts
 from store.backend import Backend
 
 Counts = dict[tuple[str, ...], MinuteCounts]
+Read = sli.Read
 
 
 @dataclass
@@ -57,6 +59,41 @@ class CountsCache:
 
     def minute_counts(self, backend: Backend, slo: Slo, start_s: int, end_s: int) -> Counts:
         """What :func:`slo.sli.minute_counts` answers for ``[start_s, end_s)``."""
+        [found] = self.minute_counts_many(backend, [(slo, start_s, end_s)])
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def minute_counts_many(self, backend: Backend, reads: Sequence[Read]) -> list[Counts | Exception]:
+        """What :func:`slo.sli.minute_counts_many` answers for ``reads``, reading every SLO's
+        missing minutes with one call (so roll-up SLOs share one statement)."""
+        froms = [self._read_from(slo, start_s, end_s) for slo, start_s, end_s in reads]
+        found = sli.minute_counts_many(
+            backend,
+            [(slo, start_s if f is None else f, end_s) for (slo, start_s, end_s), f in zip(reads, froms, strict=True)],
+        )
+        out: list[Counts | Exception] = []
+        for (slo, start_s, end_s), read_from, fresh in zip(reads, froms, found, strict=True):
+            if isinstance(fresh, Exception):
+                out.append(fresh)
+            elif read_from is None or (entry := self._entries.get(slo.name)) is None:
+                self._entries[slo.name] = _Entry(slo, start_s, end_s, end_s, fresh)
+                out.append(fresh)
+            else:
+                out.append(self._merge(entry, start_s, end_s, read_from, fresh))
+        # An SLO whose read failed (a bad filter) is not cached, so is "read in full" every time.
+        self.last_read_s = max(
+            (
+                end_s - (start_s if f is None else f)
+                for (_, start_s, end_s), f, counts in zip(reads, froms, found, strict=True)
+                if not isinstance(counts, Exception)
+            ),
+            default=0,
+        )
+        return out
+
+    def _read_from(self, slo: Slo, start_s: int, end_s: int) -> int | None:
+        """Where the read of ``[start_s, end_s)`` starts; None: read it in full."""
         entry = self._entries.get(slo.name)
         if (
             entry is None
@@ -65,12 +102,12 @@ class CountsCache:
             or end_s < entry.end_s
             or end_s - entry.full_at_s >= self.full_every_s
         ):
-            found = sli.minute_counts(backend, slo, start_s, end_s)
-            self._entries[slo.name] = _Entry(slo, start_s, end_s, end_s, found)
-            self.last_read_s = end_s - start_s
-            return found
-        read_from = max(start_s, (entry.end_s - self.refresh_s) // MINUTE_S * MINUTE_S)
-        fresh = sli.minute_counts(backend, slo, read_from, end_s)
+            return None
+        return max(start_s, (entry.end_s - self.refresh_s) // MINUTE_S * MINUTE_S)
+
+    def _merge(self, entry: _Entry, start_s: int, end_s: int, read_from: int, fresh: Counts) -> Counts:
+        """The counts of ``[start_s, end_s)``: the cached ones before ``read_from``, then ``fresh``;
+        remembered for the next call."""
         merged: Counts = {}
         for key in sorted({*entry.counts, *fresh}):
             old_total, old_bad = (
@@ -93,6 +130,5 @@ class CountsCache:
             merged[key] = MinuteCounts(
                 start_s, np.concatenate([old_total, new_total]), np.concatenate([old_bad, new_bad])
             )
-        self._entries[slo.name] = _Entry(slo, start_s, end_s, entry.full_at_s, merged)
-        self.last_read_s = end_s - read_from
+        self._entries[entry.slo.name] = _Entry(entry.slo, start_s, end_s, entry.full_at_s, merged)
         return merged

@@ -36,9 +36,9 @@ from slo.model import (
 )
 from slo.series import MinuteCounts
 from store import red
-from store.backend import Backend
+from store.backend import Backend, StoreError, StoreUnavailable
 from store.explore import tokens
-from store.tenancy import tenant_scope
+from store.tenancy import check_tenant, tenant_scope
 
 NS = 10**9
 #: How far before the range a metric stream's previous point is looked for: a cumulative stream
@@ -84,10 +84,7 @@ def minute_counts(
     there are no events. Every minute is present, zero where nothing happened.
     ``roll_up=False`` reads raw spans even where ``red_1m`` could answer (for checks and tests).
     """
-    if start_s % MINUTE_S or end_s % MINUTE_S:
-        raise ValueError(f"start_s and end_s must be whole minutes, got {start_s} and {end_s}")
-    if end_s < start_s:
-        raise ValueError(f"end_s ({end_s}) is before start_s ({start_s})")
+    _check_range(start_s, end_s)
     sli = slo.sli
     # An SLO of a tenant counts only that tenant's events; one without a tenant counts every tenant's.
     with tenant_scope(slo.tenant or None):
@@ -101,6 +98,140 @@ def minute_counts(
         if isinstance(sli, MetricSli):
             return _metrics(backend, slo, sli, start_s, end_s)
     raise TypeError(f"SLO {slo.name!r}: unknown SLI type {type(sli).__name__}")
+
+
+#: One read of :func:`minute_counts_many`: an SLO and its range ``[start_s, end_s)``.
+Read = tuple[Slo, int, int]
+Counts = dict[tuple[str, ...], MinuteCounts]
+#: SLOs per batched statement: bounds the statement's parameters and the rows of one answer.
+BATCH_SLOS = 256  # at most 65,535 (``_split`` sorts 16-bit indexes)
+
+
+def minute_counts_many(backend: Backend, reads: Sequence[Read]) -> list[Counts | ValueError | StoreError]:
+    """:func:`minute_counts` of every read, in order: the counts, or the ``ValueError`` or
+    ``StoreError`` that read alone raises (:class:`StoreUnavailable` is raised).
+
+    The span SLIs that ``red_1m`` answers are read with one statement per tenant
+    (``sql.SPANS_ROLL_UP_MANY``), each SLO over its own range; the others one by one. The counts are
+    exactly :func:`minute_counts`'s: the batched statement runs the same fragments per SLO.
+    """
+    out: list[Counts | ValueError | StoreError | None] = [None] * len(reads)
+    batches: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for n, (slo, start_s, end_s) in enumerate(reads):
+        try:
+            _check_range(start_s, end_s)
+            if slo.tenant:
+                check_tenant(slo.tenant)  # as tenant_scope would, for this SLO alone
+            plan = _roll_up_plan(slo, slo.sli) if isinstance(slo.sli, SpanSli) else None
+        except ValueError as exc:
+            out[n] = exc
+            continue
+        if isinstance(plan, dict):
+            batches.setdefault(slo.tenant, []).append((n, {**plan, "start_s": start_s, "end_s": end_s}))
+        else:
+            out[n] = _one(backend, slo, start_s, end_s)
+    for tenant, batch in batches.items():
+        for first in range(0, len(batch), BATCH_SLOS):
+            chunk = batch[first : first + BATCH_SLOS]
+            with tenant_scope(tenant or None):
+                for n, counts in zip((n for n, _ in chunk), _roll_up_many(backend, reads, chunk), strict=True):
+                    out[n] = counts
+    return [o for o in out if o is not None]
+
+
+def _one(backend: Backend, slo: Slo, start_s: int, end_s: int) -> Counts | ValueError | StoreError:
+    try:
+        return minute_counts(backend, slo, start_s, end_s)
+    except StoreUnavailable:
+        raise
+    except (ValueError, StoreError) as exc:
+        return exc
+
+
+def _roll_up_many(
+    backend: Backend, reads: Sequence[Read], batch: Sequence[tuple[int, dict[str, Any]]]
+) -> list[Counts | ValueError | StoreError]:
+    """The counts of SLOs of one tenant that ``red_1m`` answers (``batch``: read index, parameters)."""
+    if len(batch) == 1:  # nothing to share: the single-SLO statement
+        n, _ = batch[0]
+        return [_one(backend, *reads[n])]
+    services = sorted({params["service"] for _, params in batch})
+    service_slos: list[list[int]] = [[] for _ in services]
+    for i, (_, params) in enumerate(batch, start=1):
+        service_slos[services.index(params["service"])].append(i)
+    batched = _batched_params([params for _, params in batch])
+    batched |= {
+        "services": services,
+        "service_slos": service_slos,
+        "min_start_s": min(batched["start_s"]),
+        "max_end_s": max(batched["end_s"]),
+    }
+    try:
+        table = backend.query_arrow(sql.SPANS_ROLL_UP_MANY, batched)
+    except StoreUnavailable:
+        raise
+    except StoreError:
+        # One SLO's failure must not fail the others: read them one by one, each with its own error.
+        return [_one(backend, *reads[n]) for n, _ in batch]
+    out: list[Counts | ValueError | StoreError] = []
+    grouped = [bool(reads[n][0].group_by) for n, _ in batch]
+    for i, share in enumerate(_split(table, grouped), start=1):
+        slo, start_s, end_s = reads[batch[i - 1][0]]
+        assert isinstance(slo.sli, SpanSli)  # only span SLIs have a roll-up plan
+        try:
+            out.append(_roll_up_counts(backend, slo, slo.sli, share, start_s, end_s))
+        except StoreUnavailable:
+            raise
+        except (ValueError, StoreError) as exc:
+            out.append(exc)
+    return out
+
+
+def _batched_params(each: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The parameters of ``sql.per_slo`` fragments from each SLO's own: scalars as one array, arrays
+    concatenated with each SLO's slice as ``NAME_at`` (1-based) and ``NAME_n``."""
+    out: dict[str, Any] = {}
+    for name in each[0]:
+        values = [params[name] for params in each]
+        if not isinstance(values[0], list):
+            out[name] = values
+            continue
+        out[name], out[f"{name}_at"], out[f"{name}_n"] = [], [], []
+        for value in values:
+            out[f"{name}_at"].append(len(out[name]) + 1)
+            out[f"{name}_n"].append(len(value))
+            out[name].extend(value)
+    return out
+
+
+def _split(table: pa.Table, grouped: Sequence[bool]) -> list[pa.Table]:
+    """The rows of each ``slo_i`` from 1 to ``len(grouped)``, in the order the statement returned them;
+    with ``grp`` only where the SLO is grouped (the rest never read it).
+
+    A cold cycle returns millions of rows: the numeric columns are reordered once with numpy (a
+    radix sort on 16-bit indexes) rather than taking every row of the table, list column included.
+    """
+    if table.num_rows == 0:
+        return [table] * len(grouped)
+    index = table.column("slo_i").to_numpy().astype(np.uint16)  # BATCH_SLOS fits
+    order = np.argsort(index, kind="stable")
+    bounds = np.searchsorted(index[order], np.arange(1, len(grouped) + 2))
+    columns = {name: table.column(name).to_numpy()[order] for name in ("minute_s", "n_total", "n_bad", "n_detailed")}
+    out = []
+    for i, with_group in enumerate(grouped):
+        rows = slice(bounds[i], bounds[i + 1])
+        share = {name: values[rows] for name, values in columns.items()}
+        if with_group:
+            share["grp"] = table.column("grp").take(pa.array(order[rows]))
+        out.append(pa.table(share))
+    return out
+
+
+def _check_range(start_s: int, end_s: int) -> None:
+    if start_s % MINUTE_S or end_s % MINUTE_S:
+        raise ValueError(f"start_s and end_s must be whole minutes, got {start_s} and {end_s}")
+    if end_s < start_s:
+        raise ValueError(f"end_s ({end_s}) is before start_s ({start_s})")
 
 
 def uses_roll_up(slo: Slo) -> bool:
@@ -386,6 +517,13 @@ def _spans_roll_up(
     backend: Backend, slo: Slo, sli: SpanSli, plan: dict[str, Any], start_s: int, end_s: int
 ) -> dict[tuple[str, ...], MinuteCounts]:
     table = backend.query_arrow(sql.SPANS_ROLL_UP, {**plan, "start_s": start_s, "end_s": end_s})
+    return _roll_up_counts(backend, slo, sli, table, start_s, end_s)
+
+
+def _roll_up_counts(
+    backend: Backend, slo: Slo, sli: SpanSli, table: pa.Table, start_s: int, end_s: int
+) -> dict[tuple[str, ...], MinuteCounts]:
+    """The counts of one SLO from its rows of ``SPANS_ROLL_UP`` (or its share of the batched statement)."""
     rows: list[dict[str, Any]] | pa.Table = table
     if sli.bad_latency_ms is not None and table.num_rows:
         # Minutes rolled up before migration 0007 lack the latency details: read them from spans.
