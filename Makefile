@@ -41,6 +41,7 @@ bench: $(STAMP) chromium
 	$(PY) bench/ingest.py
 	$(PY) bench/queries.py
 	$(PY) bench/slo_engine.py
+	$(PY) bench/disk.py
 	$(PY) bench/home.py
 	$(PY) bench/trace_view.py
 

@@ -80,7 +80,7 @@ def test_acknowledgements_written_before_migration_0013_stay_readable(tmp_path: 
                     }
                 ),
             )
-        assert migrations.migrate(b) == [13]
+        assert migrations.migrate(b)[0] == 13  # and those after it
         assert store.acknowledgements(b)["old"]["by"] == "ben"
         assert [a["by"] for a in store.incident_acknowledgements(b, "old")] == ["ben"]
         store.acknowledge(b, "old", 800_000, "cy", "after the upgrade")

@@ -212,7 +212,7 @@ def test_the_swapped_back_cluster_schema_equals_the_single_server_schema(
         assert _engine(clustered, name)["engine"] == "Buffer"
     # The projection that serves "this trace" lives on the local spans table.
     create = clustered.query_arrow("SHOW CREATE TABLE spans_local").to_pylist()[0]
-    assert "PROJECTION by_trace" in next(iter(create.values()))
+    assert "PROJECTION by_trace_offset" in next(iter(create.values()))
     # Dropped in migration 0005, locally and distributed.
     for gone in ("trace_index", "trace_index_local", "trace_index_mv"):
         assert not clustered.query_arrow(

@@ -142,7 +142,7 @@ _MATCHING_SPANS = f"""
 # starting from {lookback} (start minus store/explore.py's TRACE_START_LOOKBACK_NS) to {lookahead}
 # (end, plus TRACE_END_LOOKAHEAD_NS for the duration orders): the same numbers for every trace within
 # those bounds, read in one bounded pass (the whole trace of every match, without time bounds, would
-# read whole days through the by_trace projection).
+# read whole days of spans).
 # {by_duration} picks the key (duration, else start); {descending} its direction. `place` is the key
 # negated when descending, so that one ascending ORDER BY and one tuple comparison serve all four.
 # total: the number of matching traces, counted before the cursor and the page cut them;
@@ -173,7 +173,7 @@ COUNT_TRACES = f"""
 SELECT uniqExact(trace_id) AS total {_MATCHING_SPANS}
 """
 
-# One summary per trace in {trace_ids} (read through the by_trace projection). The root
+# One summary per trace in {trace_ids} (found through the by_trace_offset projection). The root
 # is the span without a parent; if it is missing (not yet arrived, or dropped), the earliest span.
 TRACE_SUMMARIES = f"""
 SELECT

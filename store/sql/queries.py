@@ -1,7 +1,9 @@
 """Read queries of the store. Parameters use the engine's ``{name:Type}`` placeholders."""
 
-# The spans of one trace, or of a set of traces (TRACE_IN). Both conditions are on the projection
-# by_trace's key (migration 0005), so the engine reads one small granule per part and needs no time bounds.
+# The spans of one trace, or of a set of traces (TRACE_IN). Both conditions are on the key of the
+# projection by_trace_offset (migration 0014): the engine looks the trace id up there, gets the rows'
+# positions in each part and reads only the granules that hold them, with no time bounds first. The
+# projection is used from 1M rows on (min_table_rows_to_use_projection_index); smaller tables are scanned.
 # What every read of whole spans starts with (TRACE_SPANS, SPAN_DETAIL). Aliases must not reuse
 # column names: ClickHouse would apply them in WHERE too.
 SPAN_HEAD = """
@@ -101,7 +103,8 @@ LIMIT {limit:UInt32}
 """
 
 # {trace_ids}: lower-case hex ids. An IN over a subquery is what the projection's key can use (has()
-# over the array would read every part whole: 23 s against 0.1 s for 1000 ids over 3M spans).
+# over the array would read every part whole: 23 s against 0.1 s for 1000 ids over 3M spans). The set is
+# built when the query runs, so EXPLAIN does not show the projection for it; the engine still uses it.
 TRACE_IN = (
     "trace_id IN (SELECT arrayJoin(arrayMap(x -> toFixedString(unhex(x), 16), {trace_ids:Array(String)})))"
 )
@@ -136,7 +139,7 @@ ORDER BY name, kind
 
 # -- the trace view's outline and find (store/traces.py) ---------------------------------------
 # What a waterfall row needs and nothing more: no attribute maps, so a span with a million tags costs
-# what any other span costs. Read through the by_trace projection like TRACE_SPANS.
+# what any other span costs. Found through the by_trace_offset projection like TRACE_SPANS.
 TRACE_OUTLINE = """SELECT
     lower(hex(span_id)) AS span_hex,
     if(parent_span_id = toFixedString('', 8), '', lower(hex(parent_span_id))) AS parent_hex,
@@ -164,7 +167,7 @@ WHERE trace_id = unhex({trace_id:String})
 """
 
 # -- one span (store/traces.py get_span) -------------------------------------------------------
-# One span of one trace, read through the by_trace projection like TRACE_SPANS, with the engine doing
+# One span of one trace, found through the by_trace_offset projection like TRACE_SPANS, with the engine doing
 # the capping so that a span with a million attributes moves only what a page shows:
 #   {attr_limit}: span and resource attributes, the first N by key (arrayPartialSort sorts only those N);
 #   {item_limit}: the first N events and links, as stored;
