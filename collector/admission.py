@@ -58,7 +58,7 @@ PURGE_AT = 0.6
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 #: The flusher's batch is this fraction of the room the bound leaves (see ``flush_batch_bytes``).
-BATCH_SHARE = 32
+BATCH_SHARE = 10
 #: The flusher's batch cap without a memory bound (collector/queue.py's QueueLimits default).
 UNBOUNDED_BATCH_BYTES = 128 << 20
 
@@ -69,12 +69,12 @@ def flush_batch_bytes(max_memory_bytes: int, resting_bytes: int) -> int:
 
     Refusing exports cannot bound the flusher: at three times the sustainable load the backlog
     never empties, so every batch is a full one. Writing a batch makes the embedded engine hold
-    ~5 KB per span for the moment of the insert (a by-trace copy, the RED view, column buffers),
-    ~16 times the span's protobuf size, and its allocator keeps about as much again for a while
-    afterwards: 200,000 spans (the default ``batch_rows``) took a server to 1.4-1.6 GiB
-    (docs/reliability/overload.md). So a batch gets a 32nd of the room between the resting memory
-    and the point where exports are shed: 16 MiB of protobuf (~50,000 spans) for 1 GiB and a
-    resting server of 345 MiB.
+    ~1.3-1.5 KB per span for the moment of the insert (column buffers, the views), ~4.5 times the
+    span's protobuf size, now that it decodes requests in 4 MiB blocks (store/sql/ingest.py; a
+    batch decoded in one block held ~4.5 KB per span), and its allocator keeps about as much again
+    for a while afterwards. So a batch gets a 10th of the room between the resting memory and the
+    point where exports are shed: 52 MiB of protobuf (~160,000 spans) for 1 GiB and a resting
+    server of 345 MiB.
     """
     if not max_memory_bytes:
         return UNBOUNDED_BATCH_BYTES

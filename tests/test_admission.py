@@ -182,7 +182,7 @@ def test_the_first_purge_does_not_wait_for_the_host_to_have_been_up_an_interval(
 
 def test_flush_batches_are_a_share_of_the_room_the_bound_leaves() -> None:
     resting = 345 << 20
-    assert flush_batch_bytes(1 << 30, resting) == (int((1 << 30) * SHED_AT) - resting) // 32  # 16.4 MiB
+    assert flush_batch_bytes(1 << 30, resting) == (int((1 << 30) * SHED_AT) - resting) // 10  # 52.6 MiB
     assert flush_batch_bytes(2 << 30, resting) > 2 * flush_batch_bytes(1 << 30, resting)
     assert flush_batch_bytes(0, resting) == UNBOUNDED_BATCH_BYTES
     assert flush_batch_bytes(64 << 30, resting) == UNBOUNDED_BATCH_BYTES

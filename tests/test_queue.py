@@ -26,7 +26,8 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBacken
     b.close()
 
 
-def request(service: str, n: int, first: int) -> bytes:
+def request(service: str, n: int, first: int, pad: int = 0) -> bytes:
+    """``n`` spans of ``service`` with ids from ``first``, each with a ``pad``-byte attribute if any."""
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
     rs.resource.attributes.add(key="service.name").value.string_value = service
@@ -40,6 +41,8 @@ def request(service: str, n: int, first: int) -> bytes:
             start_time_unix_nano=now,
             end_time_unix_nano=now + 1000,
         )
+        if pad:
+            spans[-1].attributes.add(key="pad").value.string_value = "x" * pad
     return req.SerializeToString()
 
 
@@ -235,3 +238,20 @@ def test_of_a_refused_request_every_item_the_engine_takes_is_stored(backend, tmp
     wait_drained(again)
     assert count(backend, "half-poisoned") == (6, 6)
     again.stop()
+
+
+def test_a_batch_read_in_several_input_blocks_is_stored_once_when_written_again(backend: EmbeddedBackend) -> None:
+    """The engine decodes a statement's requests in blocks of INPUT_BLOCK_BYTES; a replay of the same
+    batch under the same token still adds nothing, in spans and in the RED roll-up."""
+    from store.sql.ingest import INPUT_BLOCK_BYTES
+
+    batch = [request("blocks", 2000, i * 2000, pad=400) for i in range(20)]
+    assert sum(map(len, batch)) > 3 * INPUT_BLOCK_BYTES
+    writer = OtlpWriter(backend, [])
+    for _ in range(2):
+        writer.write("traces", batch, "blocks:0-19:0/1")
+    assert count(backend, "blocks") == (40_000, 40_000)
+    red = "SELECT sum(requests) AS n FROM red_1m WHERE service_name = 'blocks'"
+    assert backend.query_arrow(red).to_pylist() == [{"n": 40_000}]  # root spans are requests
+    writer.write("traces", batch, "blocks:20-39:0/1")  # another batch of the same requests counts again
+    assert count(backend, "blocks") == (80_000, 40_000)
