@@ -217,6 +217,12 @@ LOG_BODIES = (
 )
 
 
+def _describe(resource, service: str) -> None:  # noqa: ANN001 - a generated Resource
+    """The resource attributes every log and metric request of ``service`` carries."""
+    for key, value in (("service.name", service), ("service.version", "1.4.2"), ("host.name", f"{service}-0")):
+        resource.attributes.add(key=key).value.string_value = value
+
+
 def log_request(seed: int, records: int = 512) -> bytes:
     """One ExportLogsServiceRequest of ``records`` records over the realistic services."""
     rng = random.Random(seed)
@@ -226,12 +232,7 @@ def log_request(seed: int, records: int = 512) -> bytes:
     per_service = records // len(services)
     for i, service in enumerate(services):
         rl = request.resource_logs.add()
-        for key, value in (
-            ("service.name", service),
-            ("service.version", "1.4.2"),
-            ("host.name", f"{service}-0"),
-        ):
-            rl.resource.attributes.add(key=key).value.string_value = value
+        _describe(rl.resource, service)
         sl = rl.scope_logs.add()
         sl.scope.name = "shop.logging"
         count = per_service if i < len(services) - 1 else records - per_service * (len(services) - 1)
@@ -267,12 +268,7 @@ def metric_request(seed: int, points: int = 512) -> bytes:
     while made < points:
         service = services[made // 64 % len(services)]
         rm = request.resource_metrics.add()
-        for key, value in (
-            ("service.name", service),
-            ("service.version", "1.4.2"),
-            ("host.name", f"{service}-0"),
-        ):
-            rm.resource.attributes.add(key=key).value.string_value = value
+        _describe(rm.resource, service)
         sm = rm.scope_metrics.add()
         sm.scope.name = "opentelemetry.instrumentation.asgi"
         gauge = sm.metrics.add(name="process.cpu.utilization", unit="1").gauge

@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--batch-rows", type=int, help="rows per write into the store (default 200000)")
     serve.add_argument("--batch-delay", type=float, help="longest wait before a write, seconds (default 1)")
     serve.add_argument(
-        "--insert-parallelism", type=int, help="statements writing one batch at once (default 2)"
+        "--insert-parallelism", type=int, help="statements writing one batch at once (default: cores - 1, 1 to 2)"
     )
     serve.add_argument("--correlation-keys", help="comma-separated attribute keys holding the correlation id")
     serve.add_argument("--demo", action="store_true", default=None, help="also send built-in demo traffic")

@@ -107,16 +107,20 @@ class Settings:
     #: Resident memory (RSS) of the whole process, the embedded engine included: from 85% of it
     #: on, new exports are answered 429 / RESOURCE_EXHAUSTED with a retry delay
     #: (collector/admission.py, docs/reliability/overload.md). The flusher's batches are capped
-    #: at a 64th of it (16 MiB of requests at 1 GiB), the engine's share of a flush. 0: no bound.
+    #: at a 10th of the room it leaves (52 MiB of requests at 1 GiB), the engine's share of a
+    #: flush. 0: no bound.
     max_memory_bytes: int = 1 << 30
     #: Request bytes being decoded or written to the write-ahead log at once; beyond it exports
     #: are answered 429 (one request is always let in). 0: no cap.
     max_inflight_bytes: int = 32 << 20
-    # Each insert statement costs ~90 ms of query planning in the engine, whatever its size:
+    # Each insert statement costs ~175 ms of query planning in the engine, whatever its size:
     # batches must be large for that to vanish (docs/ingest.md). The 1 s bound keeps latency low.
     batch_rows: int = 200_000
     batch_delay: float = 1.0
-    insert_parallelism: int = 2
+    #: Statements writing one batch at once. One core is left to receiving, merges and queries: on
+    #: 2 cores two statements stored at the same rate as one, for a third more CPU per span and
+    #: ~130 MiB more memory (docs/ingest.md).
+    insert_parallelism: int = field(default_factory=lambda: max(1, min(2, (os.cpu_count() or 2) - 1)))
     log_format: str = "text"
     log_level: str = "INFO"
     demo: bool = False
