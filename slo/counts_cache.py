@@ -5,12 +5,15 @@ every minute would make a cycle's cost grow with the window and the traffic; lik
 recording rule, the cache keeps each SLO's minutes and reads again only the last ``refresh_s``
 seconds (late spans, a flush in flight, a metric point reporting the minute before it) and the new
 minutes. Every ``full_every_s`` it reads the whole range once more, so data that arrives later than
-the refresh window is counted within that time. A changed SLO (a reloaded spec) or a range that
-starts before the cached one is read in full.
+the refresh window is counted within that time; each SLO at its own moment in that period (a phase
+from its name), so that a cycle re-reads a share of the SLOs in full rather than all of them at once,
+which would cost as much as a cold cycle. A changed SLO (a reloaded spec) or a range that starts
+before the cached one is read in full.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -65,13 +68,18 @@ class CountsCache:
         return found
 
     def minute_counts_many(self, backend: Backend, reads: Sequence[Read]) -> list[Counts | Exception]:
-        """What :func:`slo.sli.minute_counts_many` answers for ``reads``, reading every SLO's
-        missing minutes with one call (so roll-up SLOs share one statement)."""
+        """What :func:`slo.sli.minute_counts_many` answers for ``reads``: the SLOs' newest minutes
+        with one call, and those due a full read with another (roll-up SLOs share a statement in
+        each; one statement for both would read every SLO's whole range)."""
         froms = [self._read_from(slo, start_s, end_s) for slo, start_s, end_s in reads]
-        found = sli.minute_counts_many(
-            backend,
-            [(slo, start_s if f is None else f, end_s) for (slo, start_s, end_s), f in zip(reads, froms, strict=True)],
-        )
+        found: list[Counts | Exception] = [ValueError()] * len(reads)
+        for full in (True, False):
+            which = [n for n, f in enumerate(froms) if (f is None) == full]
+            answers = sli.minute_counts_many(
+                backend, [(reads[n][0], reads[n][1] if full else froms[n], reads[n][2]) for n in which]
+            )
+            for n, answer in zip(which, answers, strict=True):
+                found[n] = answer
         out: list[Counts | Exception] = []
         for (slo, start_s, end_s), read_from, fresh in zip(reads, froms, found, strict=True):
             if isinstance(fresh, Exception):
@@ -100,10 +108,16 @@ class CountsCache:
             or entry.slo != slo
             or start_s < entry.start_s
             or end_s < entry.end_s
-            or end_s - entry.full_at_s >= self.full_every_s
+            or self._full_read_due(slo, entry.full_at_s, end_s)
         ):
             return None
         return max(start_s, (entry.end_s - self.refresh_s) // MINUTE_S * MINUTE_S)
+
+    def _full_read_due(self, slo: Slo, full_at_s: int, end_s: int) -> bool:
+        """Whether ``slo``'s period of ``full_every_s`` has turned since its last full read: the periods
+        of an SLO start at its own phase, so the SLOs of one schedule turn at different minutes."""
+        phase = zlib.crc32(slo.name.encode()) % max(1, self.full_every_s // MINUTE_S) * MINUTE_S
+        return (end_s + phase) // self.full_every_s > (full_at_s + phase) // self.full_every_s
 
     def _merge(self, entry: _Entry, start_s: int, end_s: int, read_from: int, fresh: Counts) -> Counts:
         """The counts of ``[start_s, end_s)``: the cached ones before ``read_from``, then ``fresh``;

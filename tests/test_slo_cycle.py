@@ -274,10 +274,16 @@ def test_many_reads_give_the_counts_of_each_read_alone_over_its_own_range(backen
 def test_the_scheduled_cycle_with_its_cache_gives_what_each_slo_gives_alone(backend: EmbeddedBackend) -> None:
     cache = CountsCache(refresh_s=300, full_every_s=3600)
     evaluator.evaluate(backend, SLOS, END_S - 30 * 60, cache)
-    for minute in range(-29, 31, 10):  # through the end of the traffic
+    full_reads = 0
+    for minute in range(-29, 31, 10):  # through the end of the traffic, within an hour of the first
         at_s = END_S + minute * 60
+        before = {name: entry.full_at_s for name, entry in cache._entries.items()}
         assert _dicts(evaluator.evaluate(backend, SLOS, at_s, cache)) == _alone(backend, SLOS, at_s)
-        assert cache.last_read_s <= 300 + 10 * 60  # the refresh window and the minutes since the last cycle
+        # Only the SLOs whose hour turned are read in full again; the others read the newest minutes.
+        again = sum(cache._entries[name].full_at_s != at for name, at in before.items())
+        assert again < len(before)
+        full_reads += again
+    assert full_reads <= len(SLOS)  # each at most once in the hour
 
 
 class _FailingBatch:
@@ -328,3 +334,22 @@ def test_the_previous_period_of_many_slos_is_what_each_gives_alone(backend: Embe
     alone = [evaluator.as_dict(r) for slo in slos for r in evaluator.evaluate_previous_slo(backend, slo, at_s)]
     assert many == alone
     assert any(r["total"] for r in many if r["error"] is None)
+
+
+def test_full_reads_of_the_cache_are_spread_over_the_hour() -> None:
+    """Each SLO is read in full once an hour, at its own minute: a schedule of 100 SLOs re-reads a
+    few of them in a cycle, never all of them at once (that cycle would cost a cold one)."""
+    cache = CountsCache(refresh_s=300, full_every_s=3600)
+    slos = [_slo(f"slo-{i}") for i in range(100)]
+    start = 1_700_000_000 // 60 * 60
+    last_full = {slo.name: start for slo in slos}
+    per_cycle = []
+    for minute in range(1, 3 * 60 + 1):
+        at = start + minute * 60
+        due = [slo for slo in slos if cache._full_read_due(slo, last_full[slo.name], at)]
+        for slo in due:
+            last_full[slo.name] = at
+        per_cycle.append(len(due))
+    assert sum(per_cycle) == 300  # each SLO once an hour, for three hours
+    assert max(per_cycle) <= 10
+    assert sum(n > 0 for n in per_cycle) >= 120  # spread over most minutes of each hour
