@@ -72,14 +72,12 @@ class CountsCache:
         with one call, and those due a full read with another (roll-up SLOs share a statement in
         each; one statement for both would read every SLO's whole range)."""
         froms = [self._read_from(slo, start_s, end_s) for slo, start_s, end_s in reads]
-        found: list[Counts | Exception] = [ValueError()] * len(reads)
+        by_read: dict[int, Counts | Exception] = {}
         for full in (True, False):
             which = [n for n, f in enumerate(froms) if (f is None) == full]
-            answers = sli.minute_counts_many(
-                backend, [(reads[n][0], reads[n][1] if full else froms[n], reads[n][2]) for n in which]
-            )
-            for n, answer in zip(which, answers, strict=True):
-                found[n] = answer
+            ranges = [(reads[n][0], reads[n][1] if full else froms[n], reads[n][2]) for n in which]
+            by_read.update(zip(which, sli.minute_counts_many(backend, ranges), strict=True))
+        found = [by_read[n] for n in range(len(reads))]
         out: list[Counts | Exception] = []
         for (slo, start_s, end_s), read_from, fresh in zip(reads, froms, found, strict=True):
             if isinstance(fresh, Exception):
