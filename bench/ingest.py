@@ -48,6 +48,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from realistic import realistic_bodies  # noqa: E402
 
+from collector.admission import read_rss  # noqa: E402
+
 SPANS_PER_REQUEST = 512
 ROUTES = ["/api/orders", "/api/orders/{id}", "/api/cart", "/api/checkout", "/api/products/{id}"]
 
@@ -169,7 +171,7 @@ class RssWatch:
     """The peak RSS of this process while the block runs, sampled every 10 ms (VmHWM cannot be reset)."""
 
     def __enter__(self) -> RssWatch:
-        self.start = self._rss()
+        self.start = read_rss()
         self.peak = self.start
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
@@ -186,11 +188,8 @@ class RssWatch:
 
     def _watch(self) -> None:
         while not self._stop.wait(0.01):
-            self.peak = max(self.peak, self._rss())
+            self.peak = max(self.peak, read_rss())
 
-    @staticmethod
-    def _rss() -> int:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def self_cpu() -> float:

@@ -440,7 +440,7 @@ def span_logs(
         "trace_id": trace_id,
         "span_id": span_id,
         "start": max(0, start_ns - TRACE_LOG_MARGIN_NS),
-        "end": min(end_ns + TRACE_LOG_MARGIN_NS, 2**63 - 1),
+        "end": min(end_ns + TRACE_LOG_MARGIN_NS, _INT64[1]),
         "limit": limit,
     }
     return [log_row(row) for row in backend.query_arrow(sql.SPAN_LOGS, params).to_pylist()]

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
+import numpy as np
+import pyarrow as pa
 import pytest
 
 from sloscope import settings as settings_mod
@@ -27,6 +29,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 DATA = ROOT / "tests" / "data"
 """Fixture files, each with its origin and licence in ``tests/data/README.md``."""
+
+
+def id_columns(n: int) -> dict[str, pa.Array]:
+    """trace_id, span_id and parent_span_id columns of ``n`` root spans with ids 1..n (the trace id
+    repeats the span id in both halves), for spans tables built as Arrow."""
+
+    def fixed(values: np.ndarray, width: int) -> pa.Array:
+        return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, pa.py_buffer(values.tobytes())])
+
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    return {
+        "trace_id": fixed(np.column_stack([ids, ids]), 16),
+        "span_id": fixed(ids, 8),
+        "parent_span_id": fixed(np.zeros(n, dtype=np.int64), 8),
+    }
 
 
 def free_port() -> int:

@@ -21,6 +21,7 @@ from slo.model import DAY_S, Budgeting, Filter, Slo, SpanSli, Window
 from store import migrations
 from store.backend import StoreError, StoreUnavailable
 from store.embedded import EmbeddedBackend
+from tests.conftest import id_columns
 
 # A fixed clock (2026-01-01 00:00 UTC) with retention off: nothing depends on when the test runs.
 END_S = 1_767_225_600
@@ -80,8 +81,6 @@ REQUESTS = requests()
 
 def _spans(rows: list[Request]) -> pa.Table:
     n = len(rows)
-    ids = np.arange(1, n + 1, dtype=np.int64)
-    trace_ids = np.column_stack([ids, ids]).astype(np.int64)
 
     def text_map(pairs: list[dict[str, str]]) -> pa.Array:
         return pa.array([list(p.items()) for p in pairs], pa.map_(pa.string(), pa.string()))
@@ -92,15 +91,7 @@ def _spans(rows: list[Request]) -> pa.Table:
                 [(START_S + r.minute * 60) * 10**9 + (i % 50) * 10**9 for i, r in enumerate(rows)],
                 pa.timestamp("ns", tz="UTC"),
             ),
-            "trace_id": pa.FixedSizeBinaryArray.from_buffers(
-                pa.binary(16), n, [None, pa.py_buffer(trace_ids.tobytes())]
-            ),
-            "span_id": pa.FixedSizeBinaryArray.from_buffers(
-                pa.binary(8), n, [None, pa.py_buffer(ids.tobytes())]
-            ),
-            "parent_span_id": pa.FixedSizeBinaryArray.from_buffers(
-                pa.binary(8), n, [None, pa.py_buffer(np.zeros(n, dtype=np.int64).tobytes())]
-            ),
+            **id_columns(n),
             "name": [r.operation for r in rows],
             "kind": ["SERVER"] * n,
             "service_name": [r.service for r in rows],

@@ -16,6 +16,7 @@ from slo import evaluator, history
 from slo.model import DAY_S, HOUR_S, AlertPolicy, BurnRule, Slo, SpanSli, Window
 from store import migrations
 from store.embedded import EmbeddedBackend
+from tests.conftest import id_columns
 
 # Three hours of traffic ending a whole hour ago: 100 requests a minute; for the last hour 20 of
 # them fail (status ERROR), before it none does.
@@ -31,20 +32,10 @@ def _spans(service: str) -> pa.Table:
     index = np.tile(np.arange(PER_MINUTE), minutes)
     start_ns = (START_S + minute * 60) * 10**9 + index * 500_000_000  # two a second
     failing = (minute >= minutes - 60) & (index < BAD_PER_MINUTE)
-    ids = np.arange(1, n + 1, dtype=np.int64)
-    trace_ids = np.column_stack([ids, ids]).astype(np.int64)
     return pa.table(
         {
             "timestamp": pa.array(start_ns, pa.timestamp("ns", tz="UTC")),
-            "trace_id": pa.FixedSizeBinaryArray.from_buffers(
-                pa.binary(16), n, [None, pa.py_buffer(trace_ids.tobytes())]
-            ),
-            "span_id": pa.FixedSizeBinaryArray.from_buffers(
-                pa.binary(8), n, [None, pa.py_buffer(ids.tobytes())]
-            ),
-            "parent_span_id": pa.FixedSizeBinaryArray.from_buffers(
-                pa.binary(8), n, [None, pa.py_buffer(np.zeros(n, dtype=np.int64).tobytes())]
-            ),
+            **id_columns(n),
             "name": pa.array(np.full(n, "GET /checkout")),
             "kind": pa.array(np.full(n, "SERVER")),
             "service_name": pa.array(np.full(n, service)),
