@@ -11,7 +11,7 @@ from pathlib import Path
 
 from alerts.policy import Policy, load_policy
 from slo.spec import SpecErrors
-from sloscope import logs, secrets, settings
+from sloscope import canary_command, logs, secrets, settings
 from sloscope.app import StartupError
 from store import StoreError, StoreUnavailable
 
@@ -291,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     _store_flags(backtest)
     backtest.set_defaults(slo_handler=_slo_backtest)
 
+    canary_command.add_parser(commands, _store_flags)
+
     token = commands.add_parser(
         "token",
         help="make and check ingest tokens",
@@ -541,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
         return demo.main(forwarded)
     if args.command == "user":
         return args.user_handler(args)
+    if args.command == "canary":
+        return canary_command.run(args, _overrides)
     if args.command == "token":
         try:
             return args.token_handler(args)
