@@ -371,3 +371,27 @@ WHERE slo IN {slos:Array(String)} AND evaluated_at >= toDateTime({since_s:UInt32
 ORDER BY slo, group_key, evaluated_at DESC
 LIMIT 1 BY slo, group_key
 """
+
+# -- canary (slo/canary.py) ----------------------------------------------------------------------
+# Per version of the service ({versions}): the requests and bad requests of an SLI's definition
+# (the RED error's, or an SLO's, by their SPAN_IS_* parameters), and the exact latency quantiles.
+# A version is the resource's service.version, as red_1m's view and burn attribution read it.
+_VERSION = "resource_attributes['service.version']"
+CANARY_COUNTS = f"""
+SELECT {_VERSION} AS version, count() AS n_total, countIf({SPAN_IS_BAD}) AS n_bad,
+    quantilesExact(0.5, 0.95, 0.99)(duration) AS quantiles_ns
+FROM spans
+PREWHERE {RAW_SERVICE_RANGE}
+WHERE {SPAN_IS_REQUEST} AND has({{versions:Array(String)}}, {_VERSION})
+GROUP BY version
+"""
+# Up to {sample} request durations per version for the rank tests, chosen by a hash of the span id:
+# a uniform sample, the same on every run over the same data.
+CANARY_DURATIONS = f"""
+SELECT {_VERSION} AS version, duration
+FROM spans
+PREWHERE {RAW_SERVICE_RANGE}
+WHERE {SPAN_IS_REQUEST} AND has({{versions:Array(String)}}, {_VERSION})
+ORDER BY cityHash64(span_id), duration
+LIMIT {{sample:UInt32}} BY version
+"""

@@ -17,12 +17,14 @@ from store.backend import Backend
 from ui import (
     api_admin,
     api_alerts,
+    api_canary,
     api_explore,
     api_logs,
     api_metrics,
     api_red,
     api_slo,
     jaeger,
+    pages_canary,
     pages_common,
     pages_incidents,
     pages_login,
@@ -150,6 +152,7 @@ def create_app(
     app.include_router(api_explore.router(backend))
     app.include_router(api_logs.router(backend))
     app.include_router(api_red.router(backend))
+    app.include_router(api_canary.router(backend, catalog))
     app.include_router(api_metrics.router(backend))
     app.include_router(api_slo.router(backend, catalog))
     app.include_router(api_alerts.router(backend, catalog, parse_matcher, external_url))
@@ -157,6 +160,7 @@ def create_app(
     app.include_router(pages_slos.router(backend, catalog))
     app.include_router(pages_incidents.router(backend, catalog))
     app.include_router(pages_services.router(backend, catalog))
+    app.include_router(pages_canary.router(backend, catalog))
     app.include_router(pages_map.router(backend))
     app.include_router(jaeger.router(backend), prefix="/jaeger")
     app.include_router(pages_trace_search.router(backend))
