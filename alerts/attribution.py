@@ -14,6 +14,7 @@ of all contributors add up to the SLI's bad events of the window. Conventions ar
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -303,3 +304,34 @@ class _Window:
                 shown = [f.line, *rest]
             out.append(ExampleTrace(f.trace_id, f.operation, tuple(shown[:MAX_LOG_LINES])))
         return tuple(out)
+
+
+#: A version "holds most of the bad events" from this share of the window's bad events on.
+DOMINANT_SHARE = 0.5
+
+
+def dominant_version(contributors: Sequence[Mapping[str, Any]], bad: float) -> tuple[str, str] | None:
+    """(the version holding more than half of ``bad``, the window's bad events, and another version
+    seen with bad events to compare it with, or ''), from a notification's contributors; None when
+    no version does, or when the one that does is unversioned (''). For the incident page's link to
+    the canary view."""
+    by_version: dict[str, float] = {}
+    for c in contributors:
+        version = str(c.get("service_version") or "")
+        by_version[version] = by_version.get(version, 0.0) + stored_count(c.get("bad"))
+    if not by_version or bad <= 0:
+        return None
+    version, held = max(by_version.items(), key=lambda item: (item[1], item[0]))
+    if not version or held <= bad * DOMINANT_SHARE:
+        return None
+    others = sorted(((n, v) for v, n in by_version.items() if v and v != version), reverse=True)
+    return version, others[0][1] if others else ""
+
+
+def stored_count(value: Any) -> float:
+    """A stored contributor's bad events; 0 when absent or malformed (a payload never breaks a page)."""
+    try:
+        count = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return count if math.isfinite(count) and count > 0 else 0.0

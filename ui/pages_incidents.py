@@ -20,12 +20,13 @@ import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from alerts import store
+from alerts import attribution, store
 from alerts.links import server_href
 from alerts.model import Matcher, Silence, slo_instance
 from alerts.silences import expire, format_matcher, is_active, matches_all, silence_state
@@ -79,7 +80,9 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
     responder = [Depends(require("responder"))]
 
     def page(request: Request, template: str, **context: Any) -> Response:
-        return web.render(request, template, iso=web.iso, slo_href=slo_href, duration=format_duration, **context)
+        return web.render(
+            request, template, iso=web.iso, slo_href=slo_href, duration=format_duration, **context
+        )
 
     def visible_incident(request: Request, incident_id: str) -> dict[str, Any]:
         incident = store.get_incident(backend, incident_id)
@@ -334,6 +337,7 @@ def _incident_data(backend: Backend, by_name: dict[str, Slo], incident_id: str) 
     notifications = store.incident_notifications(backend, incident_id)
     examples: dict[str, dict[str, Any]] = {}
     contributors: list[dict[str, Any]] = []
+    window_bad = 0.0
     for n in reversed(notifications):  # newest first: the latest attribution is the one shown
         try:
             payload = json.loads(n["payload"])
@@ -341,7 +345,8 @@ def _incident_data(backend: Backend, by_name: dict[str, Slo], incident_id: str) 
             payload = {}
         found = payload.get("attribution") or {}
         if not contributors and found.get("contributors"):
-            contributors = found["contributors"]
+            contributors = [c for c in found["contributors"] if isinstance(c, dict)]
+            window_bad = attribution.stored_count(found.get("bad"))
         for e in found.get("examples") or []:
             if isinstance(e, dict) and e.get("trace_id") and len(examples) < MAX_EXAMPLES:
                 examples.setdefault(e["trace_id"], {**e, "at": n["at_s"]})
@@ -378,4 +383,27 @@ def _incident_data(backend: Backend, by_name: dict[str, Slo], incident_id: str) 
         "burn": _burn_rates(backend, by_name, incident, alerts, now_s),
         "examples": list(examples.values()),
         "contributors": contributors,
+        "canary": _canary_link(contributors, window_bad, slo_links, incident),
     }
+
+
+def _canary_link(
+    contributors: list[dict[str, Any]], bad: float, slo_links: list[dict[str, Any]], incident: dict[str, Any]
+) -> dict[str, str] | None:
+    """The canary view of the version holding most of the bad events, against another version,
+    over the hour before the incident opened to its close (or now); None when no version does."""
+    services = {s["service"] for s in slo_links if s["service"]}
+    dominant = attribution.dominant_version(contributors, bad)
+    if dominant is None or len(services) != 1:
+        return None
+    candidate, baseline = dominant
+    opened = int(incident.get("opened_at_s") or time.time())
+    end = int(incident.get("closed_at_s") or time.time())
+    query = {
+        "service": services.pop(),
+        "candidate": candidate,
+        "baseline": baseline,
+        "start": str((opened - 3600) * 1000),
+        "end": str(max(end, opened + 60) * 1000),
+    }
+    return {"href": "/canary?" + urlencode(query), "version": candidate}
