@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -457,6 +458,10 @@ def test_the_incident_page_shows_the_timeline_runbook_slo_and_examples(world: Wo
         assert trace_id in world.failing
         assert examples.nth(i).locator("a.trace").get_attribute("href") == f"/traces/{trace_id}"
         assert LOG_BODY in examples.nth(i).locator("pre.logs").inner_text()
+    # 2.1.0, checkout's only version, holds every bad event: a link to compare it with another.
+    canary = parse_qs(urlsplit(page.locator("p.canary-link a.canary").get_attribute("href") or "").query)
+    assert canary["service"] == ["checkout"] and canary["candidate"] == ["2.1.0"]
+    assert int(canary["start"][0]) == (incident["opened_at_s"] - 3600) * 1000
     assert page.evaluate("window.__xss") is None
     # The CSRF cookie: random, HttpOnly, SameSite=Strict, and echoed in both forms (and the header's
     # time-zone form, and the page's <meta> for scripts).
