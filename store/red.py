@@ -184,6 +184,11 @@ def _operation_params(operation: str | None) -> dict[str, Any]:
     return {"any_operation": int(operation is None), "operation": operation or ""}
 
 
+def _version_params(version: str | None) -> dict[str, Any]:
+    # '' is a version of its own (requests sent without service.version); only None means "any".
+    return {"any_version": int(version is None), "version": version or ""}
+
+
 def _check_limit(limit: int) -> None:
     if not 1 <= limit < 2**32:
         raise ValueError(f"limit must be a positive whole number, got {limit}")
@@ -247,7 +252,13 @@ def services_page(
     window = minute_window(start_ns, end_ns)
     recent_start = max(window.start_s, window.end_s - recent_s)
     elapsed = max(1.0, min(end_ns / 1e9, window.end_s) - recent_start)
-    params = {**_range_params(window), "limit": limit, "offset": offset, "match": match, "recent": recent_start}
+    params = {
+        **_range_params(window),
+        "limit": limit,
+        "offset": offset,
+        "match": match,
+        "recent": recent_start,
+    }
     rows = backend.query_arrow(sql.services_page(sort, descending), params).to_pylist()
     services = [
         ServiceRed(row["service"], _stats(row, window.seconds), window, int(row["n_recent"]) / elapsed)
@@ -265,12 +276,19 @@ class OperationRed:
 
 
 def operations(
-    backend: Backend, service: str, start_ns: int, end_ns: int, limit: int = 100
+    backend: Backend,
+    service: str,
+    start_ns: int,
+    end_ns: int,
+    limit: int = 100,
+    *,
+    version: str | None = None,
 ) -> list[OperationRed]:
-    """RED per operation (span name) and span kind of ``service``, busiest first."""
+    """RED per operation (span name) and span kind of ``service``, busiest first; of one
+    ``version`` (``service.version``; '' for requests sent without one) or of all when None."""
     _check_limit(limit)
     window = minute_window(start_ns, end_ns)
-    params = {**_range_params(window), "service": service, "limit": limit}
+    params = {**_range_params(window), **_version_params(version), "service": service, "limit": limit}
     rows = backend.query_arrow(sql.OPERATIONS, params).to_pylist()
     return [OperationRed(row["op_name"], row["op_kind"], _stats(row, window.seconds), window) for row in rows]
 
@@ -332,22 +350,161 @@ def request_rates(
     return {name: [point(t, *per_step.get(t, (0, 0))) for t in steps] for name, per_step in counts.items()}
 
 
+_EMPTY_ROW = {"n_requests": 0, "n_errors": 0, "bucket_ids": [], "bucket_counts": []}
+
+
+def _points(rows: dict[int, dict[str, Any]], window: Window, step_s: int) -> list[RedPoint]:
+    """Every step of ``window``, from the query rows by step start; a missing step has no requests."""
+    return [
+        RedPoint(t, _stats(rows.get(t, _EMPTY_ROW), step_s))
+        for t in range(window.start_s, window.end_s, step_s)
+    ]
+
+
 def red_series(
-    backend: Backend, service: str, operation: str | None, start_ns: int, end_ns: int, step_ns: int
+    backend: Backend,
+    service: str,
+    operation: str | None,
+    start_ns: int,
+    end_ns: int,
+    step_ns: int,
+    *,
+    version: str | None = None,
 ) -> RedSeries:
-    """RED of ``service`` (one ``operation``, or all when None) per step, every step present.
+    """RED of ``service`` (one ``operation``, or all when None; one ``version``, '' for requests sent
+    without ``service.version``, or all when None) per step, every step present.
 
     Points start at multiples of the step since the epoch; the range is widened to whole steps.
     A step without requests has rate 0 and no ratio or quantiles.
     """
     step_s, window = _step_window(start_ns, end_ns, step_ns)
-    params = {**_range_params(window), **_operation_params(operation), "service": service, "step": step_s}
+    params = {
+        **_range_params(window),
+        **_operation_params(operation),
+        **_version_params(version),
+        "service": service,
+        "step": step_s,
+    }
     rows = {row["point"]: row for row in backend.query_arrow(sql.SERIES, params).to_pylist()}
-    empty = {"n_requests": 0, "n_errors": 0, "bucket_ids": [], "bucket_counts": []}
-    points = [
-        RedPoint(t, _stats(rows.get(t, empty), step_s)) for t in range(window.start_s, window.end_s, step_s)
+    return RedSeries(window, step_s, _points(rows, window, step_s))
+
+
+@dataclass(frozen=True)
+class VersionRed:
+    """RED of one version (resource attribute ``service.version``) of a service over ``window``.
+
+    ``version`` is '' for requests sent without ``service.version``. ``share`` is the version's part
+    of the service's requests in the window (of one operation's, when the query names one), 0..1.
+    """
+
+    version: str
+    share: float
+    stats: RedStats
+    window: Window
+
+
+@dataclass(frozen=True)
+class ServiceVersions:
+    """The busiest versions of a service, and how many versions and requests the whole service has."""
+
+    versions: list[VersionRed]
+    #: Versions of the service in the window, also those the limit or a version filter left out.
+    total: int
+    #: Requests of the service in the window (of one operation, when asked): the shares' denominator.
+    requests: int
+    window: Window
+
+
+def _versions(
+    backend: Backend, service: str, operation: str | None, version: str | None, window: Window, limit: int
+) -> ServiceVersions:
+    _check_limit(limit)
+    params = {
+        **_range_params(window),
+        **_operation_params(operation),
+        **_version_params(version),
+        "service": service,
+        "limit": limit,
+    }
+    rows = backend.query_arrow(sql.VERSIONS, params).to_pylist()
+    found = [
+        VersionRed(
+            row["version"], int(row["n_requests"]) / int(row["n_all"]), _stats(row, window.seconds), window
+        )
+        for row in rows
     ]
-    return RedSeries(window, step_s, points)
+    total, requests = (int(rows[0]["n_versions"]), int(rows[0]["n_all"])) if rows else (0, 0)
+    return ServiceVersions(found, total, requests, window)
+
+
+def versions(
+    backend: Backend,
+    service: str,
+    start_ns: int,
+    end_ns: int,
+    *,
+    operation: str | None = None,
+    limit: int = 100,
+) -> ServiceVersions:
+    """RED per version of ``service`` (of one ``operation``, or all when None) over
+    ``[start_ns, end_ns)`` widened to minutes, busiest first (ties by version), at most ``limit``.
+
+    ``total`` and ``requests`` count every version, also those past the limit; a version's share is
+    of all of them. A service without requests in the range has no versions (``total`` 0).
+    """
+    return _versions(backend, service, operation, None, minute_window(start_ns, end_ns), limit)
+
+
+@dataclass(frozen=True)
+class VersionSeries:
+    """One version of a service: its RED over the whole series' range, its share, and per step."""
+
+    version: str
+    share: float
+    stats: RedStats
+    series: RedSeries
+
+
+def version_series(
+    backend: Backend,
+    service: str,
+    operation: str | None,
+    start_ns: int,
+    end_ns: int,
+    step_ns: int,
+    *,
+    version: str | None = None,
+    limit: int = 100,
+) -> list[VersionSeries]:
+    """:func:`red_series` per version of ``service``, busiest first (as :func:`versions` orders and
+    limits them), in two queries whatever the number of versions.
+
+    The range is widened to whole steps as :func:`red_series` widens it, and each version's
+    ``stats`` and ``share`` are over that same range, so the versions' requests and errors add up to
+    the ungrouped series' totals (when no version is left out by ``limit`` or ``version``).
+    ``version`` keeps only that version ('' for requests without ``service.version``); its share
+    is still of the whole service.
+    """
+    step_s, window = _step_window(start_ns, end_ns, step_ns)
+    found = _versions(backend, service, operation, version, window, limit).versions
+    if not found:
+        return []
+    params = {
+        **_range_params(window),
+        **_operation_params(operation),
+        "service": service,
+        "step": step_s,
+        "versions": [v.version for v in found],
+    }
+    rows: dict[str, dict[int, dict[str, Any]]] = {v.version: {} for v in found}
+    for row in backend.query_arrow(sql.VERSIONS_SERIES, params).to_pylist():
+        rows[row["version"]][row["point"]] = row
+    return [
+        VersionSeries(
+            v.version, v.share, v.stats, RedSeries(window, step_s, _points(rows[v.version], window, step_s))
+        )
+        for v in found
+    ]
 
 
 @dataclass(frozen=True)

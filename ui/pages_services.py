@@ -9,8 +9,9 @@
   every sparkline in one grouped query, open incidents, their acknowledgements, the SLOs' newest
   evaluations); ``PAGE_SIZE`` services a page, ``?page=2`` and on with previous/next links.
 * ``GET /services/{name}``: RED charts (uPlot over data embedded as JSON, an HTML table without
-  JavaScript), operations, upstream and downstream services from the service map, the service's SLOs
-  and its open incidents; JSON twin ``/api/v1/red?service=``.
+  JavaScript), its versions (``service.version``) side by side with their share of the traffic,
+  operations, upstream and downstream services from the service map, the service's SLOs and its open
+  incidents; JSON twin ``/api/v1/red?service=`` (``&group_by=version`` for the versions).
 
 Both take the time-range picker's ``last=`` or ``start=``/``end=``.
 """
@@ -54,6 +55,8 @@ CHART_POINTS = 120
 SPARK_WIDTH, SPARK_HEIGHT = 120, 28
 #: How far back a service with no requests in the range still counts as known: red_1m's TTL.
 KNOWN_LOOKBACK_NS = 7 * 86_400 * 10**9
+#: Versions listed on a service page, busiest first; the rest are counted.
+VERSIONS_LIMIT = 50
 
 
 def service_url(name: str) -> str:
@@ -170,6 +173,37 @@ def _chart_data(series: red.RedSeries) -> dict[str, Any]:
     }
 
 
+def canary_url(service: str, baseline: str, candidate: str, start_ns: int, end_ns: int) -> str:
+    """The canary comparison of ``candidate`` against ``baseline`` over the range (unix ms)."""
+    query = {
+        "service": service,
+        "baseline": baseline,
+        "candidate": candidate,
+        "start": str(start_ns // 10**6),
+        "end": str(end_ns // 10**6),
+    }
+    return "/canary?" + urlencode(query)
+
+
+def _version_rows(name: str, found: red.ServiceVersions, rng: web.Range) -> list[dict[str, Any]]:
+    """The versions table's rows; with two or more versions each but the busiest links to its
+    comparison against the busiest. Requests without ``service.version`` get no link: an empty
+    ``candidate=`` would read as a missing one."""
+    rows = found.versions
+    baseline = rows[0].version if len(rows) > 1 else ""
+    return [
+        {
+            "version": row.version,
+            "share": row.share,
+            "stats": row.stats,
+            "canary_url": canary_url(name, baseline, row.version, rng.start_ns, rng.end_ns)
+            if baseline and row.version and row.version != baseline
+            else None,
+        }
+        for row in rows
+    ]
+
+
 def _slo_rows(backend: Backend, slos: Sequence[Slo], at_s: int) -> list[dict[str, Any]]:
     rows = []
     for slo in slos:
@@ -249,7 +283,9 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
         acks = web.call_store(lambda: alert_store.acknowledgements(backend)) if incidents else {}
         visible = catalog.visible(request)
         since = int(time.time()) - SLO_FRESH_S
-        burning = history.burning(web.call_store(lambda: history.latest(backend, [s.name for s in visible], since)))
+        burning = history.burning(
+            web.call_store(lambda: history.latest(backend, [s.name for s in visible], since))
+        )
         last = max(1, math.ceil(listed.total / PAGE_SIZE))
         pager = {
             "number": number,
@@ -342,8 +378,13 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
             for i in open_now
             if name in i["services"]
         ]
-        overview = web.call_store(lambda: red.services_overview(backend, rng.start_ns, rng.end_ns, SERVICES_LIMIT))
+        overview = web.call_store(
+            lambda: red.services_overview(backend, rng.start_ns, rng.end_ns, SERVICES_LIMIT)
+        )
         total = next((row.stats for row in overview if row.service == name), None)
+        found = web.call_store(
+            lambda: red.versions(backend, name, rng.start_ns, rng.end_ns, limit=VERSIONS_LIMIT)
+        )
         return web.render(
             request,
             "service.html",
@@ -359,8 +400,14 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
             slos=slo_rows,
             incidents=incidents,
             total=total,
+            versions=_version_rows(name, found, rng),
+            versions_total=found.total,
             json_url="/api/v1/red?"
             + urlencode({"service": name, **rng.api_query, "step": f"{step // red.MINUTE_NS}m"}),
+            versions_json="/api/v1/red?"
+            + urlencode(
+                {"service": name, **rng.api_query, "step": f"{step // red.MINUTE_NS}m", "group_by": "version"}
+            ),
             operations_json="/api/v1/services/"
             + quote(name, safe="")
             + "/operations?"

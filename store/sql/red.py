@@ -11,6 +11,9 @@ _RANGE = "minute >= toDateTime({start:UInt32}, 'UTC') AND minute < toDateTime({e
 # An operation filter that can also mean "any": {any_operation} = 1 ignores {operation}.
 _OPERATION = "({any_operation:UInt8} = 1 OR operation = {operation:String})"
 
+# The same for the resource's service.version; {version} = '' selects requests sent without one.
+_VERSION = "({any_version:UInt8} = 1 OR service_version = {version:String})"
+
 # Aliases never reuse red_1m column names (ClickHouse would substitute them in WHERE too).
 _STATS = """sum(requests) AS n_requests,
     sum(errors) AS n_errors,
@@ -72,7 +75,7 @@ LIMIT {{limit:UInt32}} OFFSET {{offset:UInt64}}
 OPERATIONS = f"""
 SELECT operation AS op_name, kind AS op_kind, {_STATS}
 FROM red_1m
-WHERE service_name = {{service:String}} AND {_RANGE}
+WHERE service_name = {{service:String}} AND {_VERSION} AND {_RANGE}
 GROUP BY op_name, op_kind
 ORDER BY n_requests DESC, op_name, op_kind
 LIMIT {{limit:UInt32}}
@@ -82,9 +85,38 @@ LIMIT {{limit:UInt32}}
 SERIES = f"""
 SELECT intDiv(toUInt32(minute), {{step:UInt32}}) * {{step:UInt32}} AS point, {_STATS}
 FROM red_1m
-WHERE service_name = {{service:String}} AND {_OPERATION} AND {_RANGE}
+WHERE service_name = {{service:String}} AND {_OPERATION} AND {_VERSION} AND {_RANGE}
 GROUP BY point
 ORDER BY point
+"""
+
+# Versions of one service, busiest first. n_all (every version's requests: the share's denominator) and
+# n_versions are counted over all versions before the outer filter and LIMIT cut rows out, so a share
+# stays a part of the whole service whichever versions are shown.
+VERSIONS = f"""
+SELECT version, n_requests, n_errors, bucket_ids, bucket_counts, n_all, n_versions
+FROM (
+    SELECT service_version AS version, {_STATS},
+        sum(n_requests) OVER () AS n_all,
+        count() OVER () AS n_versions
+    FROM red_1m
+    WHERE service_name = {{service:String}} AND {_OPERATION} AND {_RANGE}
+    GROUP BY version
+)
+WHERE {{any_version:UInt8}} = 1 OR version = {{version:String}}
+ORDER BY n_requests DESC, version
+LIMIT {{limit:UInt32}}
+"""
+
+# SERIES of several versions at once, one pass: points of a version without requests are absent.
+VERSIONS_SERIES = f"""
+SELECT service_version AS version, intDiv(toUInt32(minute), {{step:UInt32}}) * {{step:UInt32}} AS point,
+    {_STATS}
+FROM red_1m
+WHERE service_name = {{service:String}} AND {_OPERATION} AND service_version IN {{versions:Array(String)}}
+    AND {_RANGE}
+GROUP BY version, point
+ORDER BY version, point
 """
 
 TOTAL = f"""
