@@ -261,6 +261,9 @@ def test_the_page_shows_the_verdict_and_every_metric(server: InProcess) -> None:
     assert "10.000%" in page.text and "1.000%" in page.text  # the two error ratios
     form = httpx.get(server.api + "/canary", params={"service": "shop"})
     assert form.status_code == 200 and "data-verdict" not in form.text and 'value="shop-fast"' in form.text
+    # The versions to choose from, busiest first, with their shares of shop's 2430 requests.
+    assert "<strong>1.0</strong> 41.2%, <strong>1.1</strong> 32.9%, <strong>2.0</strong> 24.7%" in form.text
+    assert '<option value="tiny">' in form.text
     same = httpx.get(
         server.api + "/canary", params={"service": "shop", "baseline": "1.0", "candidate": "1.0"}
     )

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from slo import canary
+from store import red
 from store.backend import Backend
 from ui import web
 from ui.api_canary import find_slos
@@ -26,6 +27,12 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
         slos = [s for s in catalog.visible(request) if s.service == form["service"]]
         chosen = params.getlist("slo")
         report = None
+        seen = []
+        if form["service"]:
+            # The versions to choose from: the service's busiest in the range, with their shares.
+            seen = web.call_store(
+                lambda: red.versions(backend, form["service"], rng.start_ns, rng.end_ns, limit=20).versions
+            )
         if form["service"] and form["baseline"] and form["candidate"]:
             report = web.call_store(
                 lambda: canary.compare(
@@ -46,6 +53,7 @@ def router(backend: Backend, catalog: SloCatalog) -> APIRouter:
             report=report,
             slos=slos,
             chosen=chosen,
+            versions=seen,
             extra_query={k: v for k, v in form.items() if v},
             service_href=service_url(form["service"]),
             min_requests=canary.MIN_REQUESTS,
