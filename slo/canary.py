@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 from scipy import stats
 
 from slo import sli as slis
@@ -183,9 +184,10 @@ def _counts(backend: Backend, slo: Slo, window: dict[str, Any]) -> dict[str, _Co
 def _durations(backend: Backend, slo: Slo, window: dict[str, Any]) -> dict[str, np.ndarray]:
     params = {**slis.span_params(slo, roll_up=False), **window, "sample": SAMPLE}
     table = backend.query_arrow(sql.CANARY_DURATIONS, params)
-    version = np.asarray(table.column("version").to_pylist(), dtype=object)
-    duration = table.column("duration").to_numpy().astype(np.float64)
-    return {v: duration[version == v] for v in window["versions"]}
+    return {
+        v: table.filter(pc.equal(table["version"], v))["duration"].to_numpy().astype(np.float64)
+        for v in window["versions"]
+    }
 
 
 def _enough(counts: dict[str, _Counts], versions: Sequence[str], min_requests: int) -> bool:
