@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TextIO
 
 from alerts.policy import Policy, load_policy
 from slo.spec import SpecErrors
@@ -265,7 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="current",
         help="current: the window at --at (default); previous: the period that closed before it",
     )
-    report.add_argument("--format", choices=["table", "json"], default="table")
+    report.add_argument(
+        "--format",
+        choices=["table", "json", "csv", "parquet"],
+        default="table",
+        help="table (default), json, or one row per SLO instance as csv or parquet (docs/analysis.md)",
+    )
+    _output_flag(report)
     _store_flags(report)
     report.set_defaults(slo_handler=_slo_report)
 
@@ -287,7 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--notification-policy",
         help="notification policy for the notifications shown (default: SLOSCOPE_NOTIFICATION_POLICY)",
     )
-    backtest.add_argument("--format", choices=["table", "json"], default="table")
+    backtest.add_argument(
+        "--format",
+        choices=["table", "json", "csv", "parquet"],
+        default="table",
+        help="table (default), json, or one table as csv or parquet: a row per rule change, alert change, "
+        "alert of a notification and (--values) step, told apart by the column 'record' (docs/analysis.md)",
+    )
+    _output_flag(backtest)
     _store_flags(backtest)
     backtest.set_defaults(slo_handler=_slo_backtest)
 
@@ -477,15 +491,43 @@ def _slo_store_command(args: argparse.Namespace, path: str | None, run: Callable
         backend.close()
 
 
+def _output_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write to FILE instead of standard output (parquet, being binary, goes to stdout's bytes without it)",
+    )
+
+
+def _with_output(args: argparse.Namespace, run: Callable[[TextIO, str | None], int]) -> int:
+    """``run(out, output)``: csv and parquet are written by pandas to ``--output`` itself; table and
+    json are text written to the open file (standard output without ``--output``)."""
+    if args.output is None:
+        return run(sys.stdout, None)
+    if args.format in ("csv", "parquet"):
+        return run(sys.stdout, args.output)
+    try:
+        out = open(args.output, "w", encoding="utf-8")  # closed by the with below
+    except OSError as exc:
+        raise ValueError(f"--output: cannot write {args.output}: {exc.strerror}") from None
+    with out:
+        return run(out, None)
+
+
 def _slo_report(args: argparse.Namespace) -> int:
-    """``sloscope slo report [PATH] [--at T] [--period current|previous]``."""
+    """``sloscope slo report [PATH] [--at T] [--period current|previous] [--format F] [--output FILE]``."""
     from sloscope import slo_commands
 
     at_s = slo_commands.parse_instant(args.at, "--at")
     return _slo_store_command(
         args,
         args.path,
-        lambda backend, slos: slo_commands.report(backend, slos, at_s, args.format, period=args.period),
+        lambda backend, slos: _with_output(
+            args,
+            lambda out, output: slo_commands.report(
+                backend, slos, at_s, args.format, out, period=args.period, output=output
+            ),
+        ),
     )
 
 
@@ -496,7 +538,7 @@ def _policy(args: argparse.Namespace) -> Policy:
 
 
 def _slo_backtest(args: argparse.Namespace) -> int:
-    """``sloscope slo backtest PATH --from T1 --to T2 [--step 1m]``."""
+    """``sloscope slo backtest PATH --from T1 --to T2 [--step 1m] [--format F] [--output FILE]``."""
     from slo.model import parse_duration
     from sloscope import slo_commands
 
@@ -513,8 +555,11 @@ def _slo_backtest(args: argparse.Namespace) -> int:
     return _slo_store_command(
         args,
         args.path,
-        lambda backend, slos: slo_commands.backtest(
-            backend, slos, from_s, to_s, step_s, args.format, args.values, _policy(args)
+        lambda backend, slos: _with_output(
+            args,
+            lambda out, output: slo_commands.backtest(
+                backend, slos, from_s, to_s, step_s, args.format, args.values, _policy(args), out, output
+            ),
         ),
     )
 

@@ -6,7 +6,9 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from alerts import backtest as alert_replay
@@ -111,11 +113,19 @@ def report(
     fmt: str,
     out: TextIO = sys.stdout,
     period: str = "current",
+    output: str | Path | None = None,
 ) -> int:
     """Print every SLO instance at ``at_s`` (``period="previous"``: of the period that closed before
-    it, at the instant it closed); exit status 0 (1 if an SLO could not be evaluated)."""
+    it, at the instant it closed); exit status 0 (1 if an SLO could not be evaluated). ``fmt`` csv
+    and parquet write one row per instance (``sloscope.client.report_frame``) to ``output``, or to
+    ``out`` (parquet to its binary buffer) without one."""
     check_reach(slos, at_s, "--at", period)
     results = evaluator.evaluate_period(backend, slos, at_s, period)
+    if fmt in FILE_FORMATS:
+        from sloscope import client  # pandas: only for these formats, never on the evaluation path
+
+        write_frame(client.report_frame([evaluator.as_dict(r) for r in results]), fmt, out, output)
+        return 1 if any(r.error for r in results) else 0
     if fmt == "json":
         json.dump([evaluator.as_dict(r) for r in results], out, indent=2)
         out.write("\n")
@@ -147,20 +157,29 @@ def report(
     return 1 if any(r.error for r in results) else 0
 
 
-def backtest(
+@dataclass(frozen=True)
+class BacktestRun:
+    """A backtest's outcome: ``documents`` are ``--format json``'s, one per SLO."""
+
+    documents: list[dict[str, Any]]
+    runs: list[evaluator.Backtest]
+    replayed: alert_replay.Replay
+    policy: Policy
+
+
+def run_backtest(
     backend: Backend,
     slos: Sequence[Slo],
     from_s: int,
     to_s: int,
     step_s: int,
-    fmt: str,
     values: bool,
     policy: Policy | None = None,
-    out: TextIO = sys.stdout,
-) -> int:
-    """Replay the evaluator over stored data and print every alert-rule change, every alert state
-    change and every notification the policy would have sent (with ``values``, also every step's
-    values). Nothing is sent or stored; the stored silences apply."""
+) -> BacktestRun:
+    """Replay the evaluator over stored data from ``from_s`` to ``to_s`` every ``step_s``, and the
+    alerts and notifications the policy would have produced (the stored silences apply); nothing is
+    sent or stored. With ``values``, every step's values are in the documents too."""
+    policy = policy or default_policy()
     times = evaluator.steps(from_s, to_s, step_s)
     check_reach(slos, int(times[0]), "--from")
     documents = []
@@ -170,9 +189,7 @@ def backtest(
         run = evaluator.backtest(backend, slo, times)
         runs.append((run, time.perf_counter() - started))
     started = time.perf_counter()
-    replayed = alert_replay.replay(
-        [run for run, _ in runs], policy or default_policy(), load_silences(backend)
-    )
+    replayed = alert_replay.replay([run for run, _ in runs], policy, load_silences(backend))
     replay_s = time.perf_counter() - started
     for slo, (run, elapsed) in zip(slos, runs, strict=True):
         changes = run.changes()
@@ -216,21 +233,80 @@ def backtest(
                 for i in range(len(times))
             ]
         documents.append(doc)
-        if fmt == "table":
-            _print_backtest(slo, doc, run, out)
+    return BacktestRun(documents, [run for run, _ in runs], replayed, policy)
+
+
+def backtest(
+    backend: Backend,
+    slos: Sequence[Slo],
+    from_s: int,
+    to_s: int,
+    step_s: int,
+    fmt: str,
+    values: bool,
+    policy: Policy | None = None,
+    out: TextIO = sys.stdout,
+    output: str | Path | None = None,
+) -> int:
+    """Replay the evaluator over stored data and print every alert-rule change, every alert state
+    change and every notification the policy would have sent (with ``values``, also every step's
+    values). Nothing is sent or stored; the stored silences apply.
+
+    ``fmt`` csv and parquet write all of it as one table (``sloscope.client.backtest_table``): a row
+    per rule change, alert change, alert of a notification and (with ``values``) step and group,
+    told apart by the column ``record``; to ``output``, or to ``out`` (parquet to its binary buffer)."""
+    result = run_backtest(backend, slos, from_s, to_s, step_s, values, policy)
+    if fmt in FILE_FORMATS:
+        from sloscope import client  # pandas: only for these formats, never on the evaluation path
+
+        write_frame(client.backtest_table(result.documents), fmt, out, output)
+        return 0
     if fmt == "json":
-        json.dump(documents, out, indent=2)
+        json.dump(result.documents, out, indent=2)
         out.write("\n")
         return 0
-    out.write(
-        f"notifications the policy would have sent ({(policy or default_policy()).source or 'default policy'}):\n"
-    )
-    if not replayed.notifications:
+    for slo, doc, run in zip(slos, result.documents, result.runs, strict=True):
+        _print_backtest(slo, doc, run, out)
+    out.write(f"notifications the policy would have sent ({result.policy.source or 'default policy'}):\n")
+    if not result.replayed.notifications:
         out.write("  none\n")
-    for n in replayed.notifications:
+    for n in result.replayed.notifications:
         alerts = ", ".join(f"{a.slo}/{a.severity}{_braces(a.group)}={a.state}" for a in n.alerts)
         out.write(f"  {iso(n.at_s)}  {n.receiver}  {n.kind}  incident {n.incident_id}  {alerts}\n")
     return 0
+
+
+#: Formats written through pandas, as one table.
+FILE_FORMATS = ("csv", "parquet")
+#: Times in csv: evaluations are on whole minutes, so RFC 3339 to the second, as the table prints them.
+CSV_TIME = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def write_frame(frame: Any, fmt: str, out: TextIO, output: str | Path | None) -> None:
+    """Write ``frame`` as csv (times as RFC 3339, nested values as JSON) or parquet (typed columns,
+    nested values as JSON text) to the file ``output``, or to ``out`` (parquet, being binary, to its
+    buffer)."""
+    from sloscope.client import file_ready
+
+    table = file_ready(frame)
+    if output is not None:
+        try:
+            if fmt == "csv":
+                table.to_csv(output, index=False, date_format=CSV_TIME)
+            else:
+                table.to_parquet(output, index=False)
+        except OSError as exc:
+            raise ValueError(f"--output: cannot write {output}: {exc.strerror or exc}") from None
+        return
+    if fmt == "csv":
+        table.to_csv(out, index=False, date_format=CSV_TIME, lineterminator="\n")
+        return
+    buffer = getattr(out, "buffer", None)
+    if buffer is None:
+        raise ValueError("--format parquet is binary: give --output FILE")
+    out.flush()  # anything already written as text comes first
+    table.to_parquet(buffer, index=False)
+    buffer.flush()
 
 
 def _braces(group: Sequence[tuple[str, str]]) -> str:
