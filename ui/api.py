@@ -132,6 +132,7 @@ def create_app(
                 "dependencies": "/api/v1/dependencies",
                 "services": "/api/v1/services",
                 "red": "/api/v1/red?service=",
+                "canary": "/api/v1/canary?service=&baseline=&candidate=",
                 "metrics": "/api/v1/metrics",
                 "slos": "/api/v1/slos",
                 "alerts": "/api/v1/alerts",
