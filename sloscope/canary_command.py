@@ -71,11 +71,11 @@ def _from_store(
     from pathlib import Path
 
     from slo import canary, spec
-    from sloscope import settings
-    from sloscope.slo_commands import parse_instant
-    from store import StoreError, open_backend
+    from sloscope import settings, slo_commands
+    from store import StoreError
 
-    start_s, end_s = parse_instant(args.from_, "--from"), parse_instant(args.to, "--to")
+    start_s = slo_commands.parse_instant(args.from_, "--from")
+    end_s = slo_commands.parse_instant(args.to, "--to")
     if end_s <= start_s:
         raise ValueError(f"--to: {args.to!r} is not after --from {args.from_!r}")
     config = settings.load(overrides(args))
@@ -87,17 +87,8 @@ def _from_store(
         loaded, errors = spec.load(Path(source))
         if errors:
             raise ValueError(f"{source}: " + "; ".join(str(e) for e in errors))
-        by_name = {s.name: s for s in loaded}
-        unknown = [n for n in args.slo if n not in by_name]
-        if unknown:
-            raise ValueError(f"--slo: no SLO named {', '.join(unknown)} in {source}")
-        slos = [by_name[n] for n in args.slo]
-    backend = open_backend(
-        config.data_dir,
-        config.clickhouse_url,
-        user=config.clickhouse_user,
-        password=config.clickhouse_password,
-    )
+        slos = slo_commands.select(loaded, args.slo, source)
+    backend = slo_commands.open_store(config)
     try:
         report = canary.compare(
             backend,

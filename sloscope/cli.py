@@ -105,8 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--body-read-timeout",
         type=float,
-        help="seconds an OTLP/HTTP or Zipkin client has to send a whole request body before 408 "
-        "(default 30)",
+        help="seconds an OTLP/HTTP or Zipkin client has to send a whole request body before 408 (default 30)",
     )
     serve.add_argument(
         "--max-queue-bytes",
@@ -139,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--batch-rows", type=int, help="rows per write into the store (default 200000)")
     serve.add_argument("--batch-delay", type=float, help="longest wait before a write, seconds (default 1)")
     serve.add_argument(
-        "--insert-parallelism", type=int, help="statements writing one batch at once (default: cores - 1, 1 to 2)"
+        "--insert-parallelism",
+        type=int,
+        help="statements writing one batch at once (default: cores - 1, 1 to 2)",
     )
     serve.add_argument("--correlation-keys", help="comma-separated attribute keys holding the correlation id")
     serve.add_argument("--demo", action="store_true", default=None, help="also send built-in demo traffic")
@@ -209,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ask this machine's sloscope /readyz, over https when TLS is on, and exit 0 if it "
         "is ready, 1 otherwise (the reasons on stderr). Reads the same settings as serve.",
     )
-    health.add_argument("--api-port", type=int, help="the server's API port (SLOSCOPE_API_PORT, default 8080)")
+    health.add_argument(
+        "--api-port", type=int, help="the server's API port (SLOSCOPE_API_PORT, default 8080)"
+    )
 
     migrate = commands.add_parser(
         "migrate",
@@ -460,7 +463,6 @@ def _slo_validate(args: argparse.Namespace) -> int:
 def _slo_store_command(args: argparse.Namespace, path: str | None, run: Callable[..., int]) -> int:
     """Load settings and specs, open the store, run ``run(backend, slos)``; errors as one line each."""
     from slo import spec
-    from store import open_backend
 
     config = settings.load(_overrides(args))
     source = path or config.slos
@@ -472,19 +474,10 @@ def _slo_store_command(args: argparse.Namespace, path: str | None, run: Callable
         for error in errors:
             print(error, file=sys.stderr)
         return 1
-    only = getattr(args, "slo", None)
-    if only:
-        unknown = sorted(set(only) - {s.name for s in slos})
-        if unknown:
-            print(f"sloscope: error: --slo: no SLO named {', '.join(unknown)} in {source}", file=sys.stderr)
-            return 2
-        slos = [s for s in slos if s.name in only]
-    backend = open_backend(
-        config.data_dir,
-        config.clickhouse_url,
-        user=config.clickhouse_user,
-        password=config.clickhouse_password,
-    )
+    from sloscope.slo_commands import open_store, select
+
+    slos = select(slos, getattr(args, "slo", None), source)
+    backend = open_store(config)
     try:
         return run(backend, slos)
     finally:

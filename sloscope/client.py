@@ -351,18 +351,20 @@ def operations_frame(answer: Mapping[str, Any]) -> pd.DataFrame:
     return frame
 
 
+def _series_attrs(answer: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "service": answer["service"],
+        "operation": answer["operation"],
+        "version": answer.get("version"),
+        "step": pd.Timedelta(seconds=answer["step"]),
+        **_window_attrs(answer),
+    }
+
+
 def red_frame(answer: Mapping[str, Any]) -> pd.DataFrame:
     """``GET /api/v1/red``: one row per step, every step present."""
     frame = _frame(answer["points"], RED)
-    frame.attrs.update(
-        {
-            "service": answer["service"],
-            "operation": answer["operation"],
-            "version": answer.get("version"),
-            "step": pd.Timedelta(seconds=answer["step"]),
-            **_window_attrs(answer),
-        }
-    )
+    frame.attrs.update(_series_attrs(answer))
     return frame
 
 
@@ -375,15 +377,7 @@ def red_versions_frame(answer: Mapping[str, Any]) -> pd.DataFrame:
         for point in group["points"]
     ]
     frame = _frame(rows, RED_VERSIONS)
-    frame.attrs.update(
-        {
-            "service": answer["service"],
-            "operation": answer["operation"],
-            "version": answer.get("version"),
-            "step": pd.Timedelta(seconds=answer["step"]),
-            **_window_attrs(answer),
-        }
-    )
+    frame.attrs.update(_series_attrs(answer))
     return frame
 
 

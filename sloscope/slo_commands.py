@@ -19,6 +19,8 @@ from slo import evaluator, instants
 from slo.budget import Evaluation
 from slo.model import Slo
 from slo.windows import floor_minute, previous_period
+from sloscope.settings import Settings
+from store import open_backend
 from store.backend import Backend
 
 #: Burn-rate windows shown in the report table (the SLO window's column is added per SLO).
@@ -37,6 +39,27 @@ def parse_instant(text: str, name: str) -> int:
     if not 0 <= seconds <= MAX_INSTANT_S:
         raise ValueError(f"{name}: {text!r} is out of range (1970-01-01 to 2106-02-07)")
     return seconds
+
+
+def open_store(config: Settings) -> Backend:
+    """The store ``config`` names: a ClickHouse server, or the embedded one in its data directory."""
+    return open_backend(
+        config.data_dir,
+        config.clickhouse_url,
+        user=config.clickhouse_user,
+        password=config.clickhouse_password,
+    )
+
+
+def select(slos: Sequence[Slo], names: Sequence[str] | None, source: str | Path) -> list[Slo]:
+    """The SLOs named ``names``, in the specs' order (every SLO without names); ValueError naming
+    the unknown ones and ``source``."""
+    if not names:
+        return list(slos)
+    unknown = sorted(set(names) - {s.name for s in slos})
+    if unknown:
+        raise ValueError(f"--slo: no SLO named {', '.join(unknown)} in {source}")
+    return [s for s in slos if s.name in names]
 
 
 def check_reach(slos: Sequence[Slo], at_s: int, name: str, period: str = "current") -> None:
