@@ -72,7 +72,7 @@ def _from_store(
 
     from slo import canary, spec
     from sloscope import settings, slo_commands
-    from store import StoreError
+    from store import StoreError, StoreUnavailable
 
     start_s = slo_commands.parse_instant(args.from_, "--from")
     end_s = slo_commands.parse_instant(args.to, "--to")
@@ -88,7 +88,15 @@ def _from_store(
         if errors:
             raise ValueError(f"{source}: " + "; ".join(str(e) for e in errors))
         slos = slo_commands.select(loaded, args.slo, source)
-    backend = slo_commands.open_store(config)
+    try:
+        backend = slo_commands.open_store(config)
+    except StoreUnavailable as exc:
+        if config.clickhouse_url:
+            raise ValueError(str(exc)) from None
+        # The embedded store is held by the server serving it: ask that server instead.
+        url = f"http://127.0.0.1:{config.api_port}"
+        print(f"sloscope: the store is in use; asking the server at {url}", file=sys.stderr)
+        return _from_server(argparse.Namespace(**{**vars(args), "url": url}))
     try:
         report = canary.compare(
             backend,

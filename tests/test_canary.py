@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -273,8 +274,8 @@ def test_the_page_shows_the_verdict_and_every_metric(server: InProcess) -> None:
 # -- the command --------------------------------------------------------------------------------
 
 
-def run_canary(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLOSCOPE_")}
+def run_canary(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLOSCOPE_")} | (env or {})
     return subprocess.run(
         [sys.executable, "-m", "sloscope", "canary", "--service", "shop", *args],
         capture_output=True,
@@ -317,6 +318,17 @@ def test_the_command_reads_a_stopped_servers_data_directory(tmp_path: Path) -> N
                 canary(running, baseline="1.0", candidate="2.0").json()["metrics"][0]["candidate_requests"]
                 == 600
             )
+        )
+        # While it serves, the store is the server's: the command asks the server on its API port.
+        port = urlsplit(running.api).port
+        served = run_canary(
+            "--baseline", "1.0", "--candidate", "2.0", "--data-dir", str(tmp_path / "data"),
+            env={"SLOSCOPE_API_PORT": str(port)},
+        )  # fmt: skip
+        assert served.returncode == 1, served.stderr
+        assert (
+            f"asking the server at http://127.0.0.1:{port}" in served.stderr
+            and "verdict: FAIL" in served.stdout
         )
     finally:
         assert running.stop() == 0
