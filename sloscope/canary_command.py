@@ -1,8 +1,9 @@
 """``sloscope canary``: is the candidate version of a service worse than the baseline?
 
-It reads the store itself (a stopped embedded server's data directory, or a ClickHouse server), or,
-with ``--url``, asks a running sloscope's ``GET /api/v1/canary``: the embedded store belongs to
-the one process serving it, and a deploy pipeline runs while it serves.
+It reads the store itself (an embedded data directory, or a ClickHouse server), or, with ``--url``,
+asks a running sloscope's ``GET /api/v1/canary``: the embedded store belongs to the one process
+serving it, and a deploy pipeline runs while it serves (without ``--url``, a server holding the
+data directory is asked on its API port).
 """
 
 from __future__ import annotations

@@ -114,6 +114,7 @@ PAGES = {
     "slo": "/slos/checkout",
     "incidents": "/incidents",
     "incident": "/incidents/{incident_id}",
+    "canary": "/canary?service=checkout&baseline=1.0&candidate=2.0",
     "runbook": "/runbooks/payments-availability",
     "error": "/no/such/page",
     "login": "/login",
