@@ -44,6 +44,7 @@ bench: $(STAMP) chromium
 	$(PY) bench/disk.py
 	$(PY) bench/home.py
 	$(PY) bench/trace_view.py
+	$(PY) bench/canary.py
 
 # Kill -9 twenty times under SDK load, then three times the sustainable load under the memory bound;
 # each appends its table to docs/reliability/ (crash-loop.md, overload.md), about 10 minutes in all.
