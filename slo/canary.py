@@ -32,6 +32,7 @@ from slo import sli as slis
 from slo import sql
 from slo.model import Slo, SpanSli
 from store.backend import Backend
+from store.tenancy import tenant_scope
 
 PASS, MARGINAL, FAIL, NOT_ENOUGH_DATA = "pass", "marginal", "fail", "not_enough_data"
 #: Exit codes of ``sloscope canary`` by verdict: a deploy pipeline gates on them.
@@ -148,7 +149,10 @@ def compare(
     red = _red_slo(service)
     counts = _counts(backend, red, window)
     durations = _durations(backend, red, window) if _enough(counts, versions, min_requests) else {}
-    slo_counts = [(slo, _counts(backend, slo, window)) for slo in slos]
+    slo_counts = []
+    for slo in slos:
+        with tenant_scope(slo.tenant or None):  # the tenant whose data the SLI reads, as it evaluates
+            slo_counts.append((slo, _counts(backend, slo, window)))
     base, cand = (counts.get(v, _Counts(0, 0)) for v in versions)
     metrics = [_ratio_metric("error_ratio", base, cand, min_requests)]
     metrics += _latency_metrics(base, cand, durations.get(baseline), durations.get(candidate), min_requests)
