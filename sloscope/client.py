@@ -875,17 +875,9 @@ class _Base:
             )
         )
 
-    def backtest(
-        self,
-        slos: str | Path | Sequence[Slo],
-        start: TimeLike,
-        end: TimeLike = "now",
-        step: StepLike = "1m",
-        policy: str | Path | Policy | None = None,
-        values: bool = False,
-    ) -> BacktestFrames:
+    def backtest(self, *args: Any, **kwargs: Any) -> BacktestFrames:
         """The alert-rule changes, alert changes and notifications ``slo backtest`` would report.
-        There is no backtest API: only :class:`EmbeddedClient` runs one."""
+        There is no backtest API: only :class:`EmbeddedClient` runs one (same parameters)."""
         raise ClientError(
             None,
             "backtests have no API: open the stopped server's data directory with Client.open(data_dir) "
