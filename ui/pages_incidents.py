@@ -383,12 +383,16 @@ def _incident_data(backend: Backend, by_name: dict[str, Slo], incident_id: str) 
         "burn": _burn_rates(backend, by_name, incident, alerts, now_s),
         "examples": list(examples.values()),
         "contributors": contributors,
-        "canary": _canary_link(contributors, window_bad, slo_links, incident),
+        "canary": _canary_link(contributors, window_bad, slo_links, incident, now_s),
     }
 
 
 def _canary_link(
-    contributors: list[dict[str, Any]], bad: float, slo_links: list[dict[str, Any]], incident: dict[str, Any]
+    contributors: list[dict[str, Any]],
+    bad: float,
+    slo_links: list[dict[str, Any]],
+    incident: dict[str, Any],
+    now_s: int,
 ) -> dict[str, str] | None:
     """The canary view of the version holding most of the bad events, against another version,
     over the hour before the incident opened to its close (or now); None when no version does."""
@@ -397,8 +401,8 @@ def _canary_link(
     if dominant is None or len(services) != 1:
         return None
     candidate, baseline = dominant
-    opened = int(incident.get("opened_at_s") or time.time())
-    end = int(incident.get("closed_at_s") or time.time())
+    opened = int(incident.get("opened_at_s") or now_s)
+    end = int(incident.get("closed_at_s") or now_s)
     query = {
         "service": services.pop(),
         "candidate": candidate,
